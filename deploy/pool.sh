@@ -1,0 +1,550 @@
+#!/usr/bin/env bash
+# A real Apache Kafka 4.x KRaft pool on loopback, for sluice development and tests.
+#
+# usage: deploy/pool.sh <command> [args]
+#   fetch                 download Kafka jars with Maven into deploy/.cache/ (idempotent)
+#   start [--brokers 3|4] start the pool (fetch + format once), wait until it serves;
+#                         no-op for nodes already running, restarts nodes that died
+#   stop                  graceful stop of all nodes (SIGTERM, SIGKILL after a timeout)
+#   status                per-node state, and whether the cluster answers (exit 1 if not)
+#   start-broker N        start node N (1..4) and wait until it is back in the cluster
+#   stop-broker N         stop node N gracefully
+#   kill-broker N         kill -9 node N (fault tests)
+#   wait                  wait until every running node is registered and serving
+#   bootstrap             print the bootstrap list of the 3 base brokers
+#   logs N                print the path of node N's server.log
+#   clean                 stop, then delete all pool data and logs
+#
+# Nodes 1..3: broker+controller, racks a/b/c, PLAINTEXT 127.0.0.1:29091..29093,
+# CONTROLLER 127.0.0.1:29191..29193 (static quorum). Node 4: broker only,
+# 127.0.0.1:29094, rack a. See deploy/README.md for the environment variables.
+set -euo pipefail
+
+# shellcheck source=kafka/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/common.sh"
+
+POOL_DIR="${SLUICE_POOL_DIR:-$DEPLOY_DIR/.pool}"
+HOST=127.0.0.1
+PORT_BASE="${SLUICE_POOL_PORT_BASE:-29090}"                       # broker N listens on PORT_BASE+N
+CONTROLLER_PORT_BASE="${SLUICE_POOL_CONTROLLER_PORT_BASE:-$((PORT_BASE + 100))}"
+TIMEOUT="${SLUICE_POOL_TIMEOUT:-120}"
+STOP_TIMEOUT="${SLUICE_POOL_STOP_TIMEOUT:-30}"
+HEAP_OPTS="${SLUICE_POOL_HEAP_OPTS:--Xms256m -Xmx512m}"
+NODE4_RACK="${SLUICE_POOL_NODE4_RACK:-a}"
+WAIT_ISR="${SLUICE_POOL_WAIT_ISR:-1}"
+CONTROLLER_NODES=(1 2 3)
+ALL_NODES=(1 2 3 4)
+
+# ---------------------------------------------------------------- helpers ---
+
+node_dir()   { printf '%s\n' "$POOL_DIR/node-$1"; }
+node_props() { printf '%s\n' "$POOL_DIR/node-$1/server.properties"; }
+node_data()  { printf '%s\n' "$POOL_DIR/node-$1/data"; }
+node_logs()  { printf '%s\n' "$POOL_DIR/node-$1/logs"; }
+node_pidf()  { printf '%s\n' "$POOL_DIR/node-$1/pid"; }
+broker_port()     { printf '%s\n' $((PORT_BASE + $1)); }
+controller_port() { printf '%s\n' $((CONTROLLER_PORT_BASE + $1)); }
+is_controller()   { [[ "$1" =~ ^[123]$ ]]; }
+node_roles()      { if is_controller "$1"; then echo broker,controller; else echo broker; fi; }
+node_rack() {
+  case "$1" in 1) echo a ;; 2) echo b ;; 3) echo c ;; *) echo "$NODE4_RACK" ;; esac
+}
+valid_node() { [[ "${1:-}" =~ ^[1-4]$ ]] || die "node id must be 1..4, got '${1:-}'"; }
+
+voters() {
+  local n out=()
+  for n in "${CONTROLLER_NODES[@]}"; do out+=("$n@$HOST:$(controller_port "$n")"); done
+  local IFS=,; printf '%s\n' "${out[*]}"
+}
+
+bootstrap_of() {   # bootstrap list for the given node ids
+  local n out=()
+  for n in "$@"; do out+=("$HOST:$(broker_port "$n")"); done
+  local IFS=,; printf '%s\n' "${out[*]}"
+}
+
+# pid of node N if its JVM is alive (and really is that node), else fail.
+node_pid() {
+  local f pid state
+  f="$(node_pidf "$1")"
+  [[ -f "$f" ]] || return 1
+  pid="$(<"$f")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [[ -n "$state" && "$state" != Z && "$state" != X ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(node_props "$1")" || return 1
+  printf '%s\n' "$pid"
+}
+
+running_nodes() {
+  local n
+  for n in "${ALL_NODES[@]}"; do node_pid "$n" >/dev/null && printf '%s\n' "$n"; done
+  return 0
+}
+
+port_open() {   # is something accepting connections on 127.0.0.1:$1 ?
+  timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# Run a Kafka CLI class quickly (C1 only: these probes are short-lived).
+run_tool() {
+  local class="$1"; shift
+  local -a opts
+  mapfile -t opts < <(kafka_tool_java_opts)
+  timeout 60 "$(java_bin)" "${opts[@]}" -XX:TieredStopAtLevel=1 -cp "$(kafka_cp_wildcard)" "$class" "$@"
+}
+
+storage_tool_class() { kafka_pick_class kafka.tools.StorageTool org.apache.kafka.tools.StorageTool; }
+
+log_tail() {   # show the interesting end of node N's logs
+  local n="$1" lines="${2:-40}" logs f
+  logs="$(node_logs "$n")"
+  for f in "$logs/server.log" "$logs/stdout.log"; do
+    if [[ -s "$f" ]]; then
+      say "----- node $n: tail of $f -----"
+      tail -n "$lines" "$f" >&2
+    fi
+  done
+}
+
+# Serialise mutating commands (concurrent `start` from parallel test runs).
+# The lock fd is closed for the broker JVMs (see launch_node).
+take_lock() {
+  mkdir -p "$POOL_DIR"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$POOL_DIR/.lock"
+    flock 9
+  fi
+}
+
+# ------------------------------------------------------------ configuration --
+
+cluster_id() {
+  local f="$POOL_DIR/cluster.id" id
+  if [[ ! -s "$f" ]]; then
+    id="$(run_tool "$(storage_tool_class)" random-uuid 2>/dev/null | tail -n 1 | tr -d '[:space:]')"
+    [[ "$id" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a cluster id (StorageTool random-uuid gave '$id')"
+    printf '%s\n' "$id" >"$f"
+  fi
+  tr -d '[:space:]' <"$f"
+}
+
+write_props() {
+  local n="$1" props listeners
+  props="$(node_props "$n")"
+  mkdir -p "$(node_dir "$n")" "$(node_data "$n")" "$(node_logs "$n")"
+  if is_controller "$n"; then
+    listeners="PLAINTEXT://$HOST:$(broker_port "$n"),CONTROLLER://$HOST:$(controller_port "$n")"
+  else
+    listeners="PLAINTEXT://$HOST:$(broker_port "$n")"
+  fi
+  cat >"$props.tmp" <<EOF
+# Generated by deploy/pool.sh on every start; edits are overwritten.
+# Extra settings: put them in a file and point SLUICE_POOL_EXTRA_CONFIG at it.
+process.roles=$(node_roles "$n")
+node.id=$n
+broker.rack=$(node_rack "$n")
+controller.quorum.voters=$(voters)
+controller.listener.names=CONTROLLER
+listeners=$listeners
+advertised.listeners=PLAINTEXT://$HOST:$(broker_port "$n")
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$(node_data "$n")
+
+# Replication as on a real 3-AZ cluster.
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+auto.create.topics.enable=false
+delete.topic.enable=true
+unclean.leader.election.enable=false
+
+# Groups: no join delay for tests; classic + KIP-848 consumer protocol.
+group.initial.rebalance.delay.ms=0
+
+# A killed broker is fenced by the controller within ~6-8 s.
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+replica.lag.time.max.ms=10000
+
+# Light on a small (2-core) machine.
+num.network.threads=2
+num.io.threads=4
+num.replica.fetchers=1
+num.recovery.threads.per.data.dir=1
+background.threads=4
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=16777216
+EOF
+  if [[ -n "${SLUICE_POOL_EXTRA_CONFIG:-}" ]]; then
+    [[ -f "$SLUICE_POOL_EXTRA_CONFIG" ]] || die "SLUICE_POOL_EXTRA_CONFIG=$SLUICE_POOL_EXTRA_CONFIG is not a file"
+    { printf '\n# From %s\n' "$SLUICE_POOL_EXTRA_CONFIG"; cat "$SLUICE_POOL_EXTRA_CONFIG"; } >>"$props.tmp"
+  fi
+  mv "$props.tmp" "$props"
+}
+
+format_node() {
+  local n="$1" cid data
+  data="$(node_data "$n")"
+  [[ -f "$data/meta.properties" ]] && return 0
+  cid="$(cluster_id)"
+  say "node $n: formatting storage (cluster id $cid)"
+  if ! run_tool "$(storage_tool_class)" format --ignore-formatted -t "$cid" -c "$(node_props "$n")" \
+        >"$(node_logs "$n")/format.log" 2>&1; then
+    cat "$(node_logs "$n")/format.log" >&2
+    die "node $n: formatting $data failed"
+  fi
+}
+
+# ------------------------------------------------------------ start / stop ---
+
+launch_node() {
+  local n="$1" port logs pidf java
+  logs="$(node_logs "$n")"
+  pidf="$(node_pidf "$n")"
+  for port in "$(broker_port "$n")" $(is_controller "$n" && controller_port "$n"); do
+    if port_open "$port"; then
+      die "node $n: port $HOST:$port is already in use by another process (not this pool's node $n)"
+    fi
+  done
+  write_props "$n"
+  format_node "$n"
+  rm -f "$pidf"
+  java="$(java_bin)"
+  # shellcheck disable=SC2206
+  local -a jvm=($HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+                -XX:+ExplicitGCInvokesConcurrent -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1
+                -XX:CICompilerCount=2
+                "-Xlog:gc*:file=$logs/gc.log:time,tags:filecount=3,filesize=10M"
+                -Djava.awt.headless=true
+                "-Dkafka.logs.dir=$logs"
+                "-Dlog4j2.configurationFile=$LOG4J_BROKER_CONFIG")
+  # shellcheck disable=SC2206
+  [[ -n "${SLUICE_POOL_JVM_OPTS:-}" ]] && jvm+=(${SLUICE_POOL_JVM_OPTS})
+  {
+    printf '\n===== %s starting node %d (Kafka %s) =====\n' "$(date -u +%FT%TZ)" "$n" "$KAFKA_VERSION"
+  } >>"$logs/stdout.log"
+  # New session: the JVM survives the caller's terminal/process group. The child
+  # writes its own pid, then execs java (same pid). fd 9 (our lock) is closed.
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidf" \
+    "$java" "${jvm[@]}" -cp "$(kafka_cp_wildcard)" kafka.Kafka "$(node_props "$n")" \
+    </dev/null >>"$logs/stdout.log" 2>&1 9>&- &
+  local i
+  for ((i = 0; i < 50; i++)); do
+    node_pid "$n" >/dev/null && break
+    sleep 0.1
+  done
+  node_pid "$n" >/dev/null || { log_tail "$n"; die "node $n: JVM did not start"; }
+  say "node $n: started (pid $(node_pid "$n"), $(node_roles "$n"), rack $(node_rack "$n"), $HOST:$(broker_port "$n"))"
+}
+
+# Terminate node N: signal TERM (graceful) or KILL; wait for the process to go.
+terminate_node() {
+  local n="$1" sig="$2" pid
+  pid="$(node_pid "$n")" || { rm -f "$(node_pidf "$n")"; return 0; }
+  kill "-$sig" "$pid" 2>/dev/null || true
+}
+
+wait_gone() {   # wait_gone <timeout-seconds> <node>...; SIGKILL what is left
+  local limit=$((SECONDS + $1)) n left; shift
+  while :; do
+    left=()
+    for n in "$@"; do node_pid "$n" >/dev/null && left+=("$n"); done
+    ((${#left[@]} == 0)) && break
+    if ((SECONDS >= limit)); then
+      say "node(s) ${left[*]}: still running after $STOP_TIMEOUT s, sending SIGKILL"
+      for n in "${left[@]}"; do terminate_node "$n" KILL; done
+      limit=$((SECONDS + 10))
+      sleep 0.5
+      continue
+    fi
+    sleep 0.2
+  done
+  for n in "$@"; do rm -f "$(node_pidf "$n")"; done
+}
+
+stop_nodes() {   # graceful stop of the given nodes (brokers-only first)
+  local n brokers=() controllers=()
+  for n in "$@"; do
+    node_pid "$n" >/dev/null || { rm -f "$(node_pidf "$n")"; continue; }
+    if is_controller "$n"; then controllers+=("$n"); else brokers+=("$n"); fi
+  done
+  if ((${#brokers[@]})); then
+    say "stopping node(s) ${brokers[*]} ..."
+    for n in "${brokers[@]}"; do terminate_node "$n" TERM; done
+    wait_gone "$STOP_TIMEOUT" "${brokers[@]}"
+  fi
+  if ((${#controllers[@]})); then
+    # Combined nodes are stopped together: each broker's controlled shutdown
+    # needs a controller quorum, which stays up until the brokers are done.
+    say "stopping node(s) ${controllers[*]} ..."
+    for n in "${controllers[@]}"; do terminate_node "$n" TERM; done
+    wait_gone "$STOP_TIMEOUT" "${controllers[@]}"
+  fi
+}
+
+# ---------------------------------------------------------------- readiness --
+
+# Broker ids that the cluster reports as registered and unfenced (metadata),
+# asking through the given bootstrap list. Each listed broker also answered ApiVersions.
+online_broker_ids() {
+  local bootstrap="$1" out
+  out="$(run_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$bootstrap" 2>/dev/null)" || return 1
+  grep -oE '\(id: [0-9]+ ' <<<"$out" | grep -oE '[0-9]+' | sort -n | uniq | tr '\n' ' ' | sed 's/ $//'
+}
+
+# Wait until every node in "$@" is alive, listening, registered and unfenced.
+wait_ready() {
+  local deadline=$((SECONDS + TIMEOUT)) n want=("$@") live ids missing
+  # phase 1: processes alive and listening (cheap, no JVM)
+  while :; do
+    missing=()
+    for n in "${want[@]}"; do
+      if ! node_pid "$n" >/dev/null; then
+        log_tail "$n"
+        die "node $n exited during start-up (logs: $(node_logs "$n"))"
+      fi
+      port_open "$(broker_port "$n")" || missing+=("$n")
+    done
+    ((${#missing[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      for n in "${missing[@]}"; do log_tail "$n"; done
+      die "timed out after ${TIMEOUT}s: node(s) ${missing[*]} not listening"
+    fi
+    sleep 0.5
+  done
+  # phase 2: the cluster metadata lists every wanted broker as alive
+  while :; do
+    mapfile -t live < <(running_nodes)
+    ids="$(online_broker_ids "$(bootstrap_of "${live[@]}")" || true)"
+    missing=()
+    for n in "${want[@]}"; do
+      [[ " $ids " == *" $n "* ]] || missing+=("$n")
+      node_pid "$n" >/dev/null || { log_tail "$n"; die "node $n exited during start-up (logs: $(node_logs "$n"))"; }
+    done
+    ((${#missing[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      for n in "${missing[@]}"; do log_tail "$n"; done
+      die "timed out after ${TIMEOUT}s: broker(s) ${missing[*]} not registered/unfenced (cluster reports: '${ids:-nothing}')"
+    fi
+    sleep 1
+  done
+  ONLINE_IDS="$ids"
+}
+
+# After a restart: wait until node N is back in the ISR of every partition it replicates.
+wait_in_sync() {
+  local n="$1" deadline=$((SECONDS + TIMEOUT)) live out lagging
+  while :; do
+    mapfile -t live < <(running_nodes)
+    if out="$(run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap_of "${live[@]}")" \
+                --describe 2>/dev/null)"; then
+      lagging="$(awk -v id="$n" '
+        /Partition:/ {
+          rep = ""; isr = ""
+          for (i = 1; i <= NF; i++) {
+            if ($i == "Replicas:") rep = $(i + 1)
+            if ($i == "Isr:") isr = $(i + 1)
+          }
+          if (("," rep ",") ~ ("," id ",") && ("," isr ",") !~ ("," id ",")) c++
+        }
+        END { print c + 0 }' <<<"$out")"
+      [[ "$lagging" == 0 ]] && return 0
+    else
+      lagging="?"
+    fi
+    if ((SECONDS >= deadline)); then
+      die "timed out after ${TIMEOUT}s: node $n is not yet in the ISR of $lagging partition(s)"
+    fi
+    sleep 1
+  done
+}
+
+# ---------------------------------------------------------------- commands ---
+
+cmd_fetch() {
+  fetch_kafka
+  check_java
+}
+
+cmd_start() {
+  local brokers=3
+  while (($#)); do
+    case "$1" in
+      --brokers) brokers="${2:-}"; shift 2 || die "--brokers needs a value" ;;
+      --brokers=*) brokers="${1#*=}"; shift ;;
+      *) die "start: unknown argument '$1' (usage: start [--brokers 3|4])" ;;
+    esac
+  done
+  [[ "$brokers" == 3 || "$brokers" == 4 ]] || die "--brokers must be 3 or 4"
+  ensure_kafka
+  check_java
+  take_lock
+  local t0=$SECONDS n want=(1 2 3) started=()
+  ((brokers == 4)) && want+=(4)
+  # node 4 already running (from an earlier --brokers 4) stays and is checked too
+  ((brokers == 3)) && node_pid 4 >/dev/null && want+=(4)
+  for n in "${want[@]}"; do
+    if node_pid "$n" >/dev/null; then
+      say "node $n: already running (pid $(node_pid "$n"))"
+    else
+      [[ -f "$(node_pidf "$n")" ]] && say "node $n: not running (stale pid file), restarting"
+      launch_node "$n"
+      started+=("$n")
+    fi
+  done
+  if ((${#started[@]} == 0)); then
+    wait_ready "${want[@]}"
+    say "pool already running: brokers $ONLINE_IDS online; bootstrap $(bootstrap_of 1 2 3)"
+    return 0
+  fi
+  say "waiting for the pool to be ready (timeout ${TIMEOUT}s) ..."
+  wait_ready "${want[@]}"
+  say "pool ready in $((SECONDS - t0))s: brokers $ONLINE_IDS online; bootstrap $(bootstrap_of 1 2 3)"
+}
+
+cmd_start_broker() {
+  valid_node "${1:-}"
+  local n="$1" t0=$SECONDS
+  ensure_kafka
+  check_java
+  take_lock
+  if node_pid "$n" >/dev/null; then
+    say "node $n: already running (pid $(node_pid "$n"))"
+  else
+    launch_node "$n"
+  fi
+  wait_ready "$n"
+  if [[ "$WAIT_ISR" == 1 ]]; then
+    wait_in_sync "$n"
+  fi
+  say "node $n: back in the cluster after $((SECONDS - t0))s (brokers online: $ONLINE_IDS)"
+}
+
+cmd_stop_broker() {
+  valid_node "${1:-}"
+  take_lock
+  if node_pid "$1" >/dev/null; then
+    stop_nodes "$1"
+    say "node $1: stopped"
+  else
+    rm -f "$(node_pidf "$1")"
+    say "node $1: not running"
+  fi
+}
+
+cmd_kill_broker() {
+  valid_node "${1:-}"
+  take_lock
+  local pid
+  if pid="$(node_pid "$1")"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone 10 "$1"
+    say "node $1: killed (was pid $pid)"
+  else
+    rm -f "$(node_pidf "$1")"
+    say "node $1: not running"
+  fi
+}
+
+cmd_stop() {
+  take_lock
+  local running
+  mapfile -t running < <(running_nodes)
+  if ((${#running[@]} == 0)); then
+    for n in "${ALL_NODES[@]}"; do rm -f "$(node_pidf "$n")"; done
+    say "pool not running"
+    return 0
+  fi
+  local t0=$SECONDS
+  stop_nodes "${running[@]}"
+  say "pool stopped in $((SECONDS - t0))s"
+}
+
+cmd_status() {
+  local n pid state any=0 live
+  printf '%-5s %-18s %-5s %-16s %-16s %-8s %s\n' NODE ROLES RACK LISTENER CONTROLLER STATE PID
+  for n in "${ALL_NODES[@]}"; do
+    [[ -d "$(node_dir "$n")" ]] || is_controller "$n" || continue
+    if pid="$(node_pid "$n")"; then
+      state=running; any=1
+      port_open "$(broker_port "$n")" || state=starting
+    else
+      pid=-
+      if [[ -f "$(node_pidf "$n")" ]]; then state=dead; else state=stopped; fi
+    fi
+    printf '%-5s %-18s %-5s %-16s %-16s %-8s %s\n' "$n" "$(node_roles "$n")" "$(node_rack "$n")" \
+      "$HOST:$(broker_port "$n")" "$(is_controller "$n" && echo "$HOST:$(controller_port "$n")" || echo -)" \
+      "$state" "$pid"
+  done
+  printf 'data: %s   kafka: %s (%s)\n' "$POOL_DIR" "$KAFKA_VERSION" \
+    "$(kafka_fetched && echo "$KAFKA_LIBS_DIR" || echo 'not fetched')"
+  if ((any == 0)) || ! kafka_fetched; then
+    echo "cluster: not running"
+    return 1
+  fi
+  mapfile -t live < <(running_nodes)
+  local ids quorum
+  ids="$(online_broker_ids "$(bootstrap_of "${live[@]}")" || true)"
+  if [[ -z "$ids" ]]; then
+    echo "cluster: NOT answering"
+    return 1
+  fi
+  echo "cluster: answering; brokers online (registered, unfenced): $ids"
+  quorum="$(run_tool org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$(bootstrap_of "${live[@]}")" \
+              describe --status 2>/dev/null || true)"
+  if [[ -n "$quorum" ]]; then
+    awk -F':[ \t]*' '/^(ClusterId|LeaderId|LeaderEpoch|HighWatermark|CurrentVoters|CurrentObservers)/ {
+      printf "  %-17s %s\n", $1 ":", $2 }' <<<"$quorum"
+  fi
+}
+
+cmd_wait() {
+  ensure_kafka
+  local want
+  mapfile -t want < <(running_nodes)
+  ((${#want[@]})) || die "pool not running"
+  wait_ready "${want[@]}"
+  say "pool ready: brokers $ONLINE_IDS online"
+}
+
+cmd_clean() {
+  cmd_stop
+  local n
+  for n in "${ALL_NODES[@]}"; do rm -rf "$(node_dir "$n")"; done
+  rm -f "$POOL_DIR/cluster.id" "$POOL_DIR/.lock"
+  rmdir "$POOL_DIR" 2>/dev/null || true
+  say "pool data removed ($POOL_DIR)"
+}
+
+usage() {
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit "${1:-2}"
+}
+
+cmd="${1:-}"
+(($#)) && shift
+case "$cmd" in
+  fetch)        cmd_fetch "$@" ;;
+  start)        cmd_start "$@" ;;
+  stop)         cmd_stop ;;
+  status)       cmd_status ;;
+  start-broker) cmd_start_broker "$@" ;;
+  stop-broker)  cmd_stop_broker "$@" ;;
+  kill-broker)  cmd_kill_broker "$@" ;;
+  wait)         cmd_wait ;;
+  bootstrap)    bootstrap_of 1 2 3 ;;
+  logs)         valid_node "${1:-}"; printf '%s\n' "$(node_logs "$1")/server.log" ;;
+  clean)        cmd_clean ;;
+  -h|--help|help) usage 0 ;;
+  *)            usage 2 ;;
+esac

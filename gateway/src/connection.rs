@@ -1,0 +1,249 @@
+//! One client connection and the one upstream connection it maps to.
+//!
+//! Protocol facts this module relies on:
+//! - Clients pipeline requests, and Kafka answers them in order per connection. The
+//!   gateway keeps that order with one FIFO of in-flight entries per connection: the
+//!   reader pushes an entry *before* it forwards the request, the writer pops the head
+//!   for every response (or answers a local entry itself) and checks correlation ids.
+//! - Produce with acks=0 has no response, so it gets no entry.
+//! - A full FIFO stops the reader (backpressure); nothing is dropped.
+//! - Request frames are forwarded as the client's original bytes; responses are
+//!   rewritten only where `api_table` says they carry broker addresses.
+//! - When the broker side closes, the client connection is closed too, so the client
+//!   refreshes its metadata instead of waiting on a dead broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::api_table;
+use crate::codec::{FrameError, FrameReader, ReadLimits};
+use crate::protocol::{parse_request_header, produce_acks, WireError};
+use crate::rewrite::{rewrite_response, unsupported_api_versions, Observed, RewriteError};
+use crate::server::Shared;
+
+/// Which pool broker a client connection is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// The bootstrap port: any live broker.
+    Any,
+    /// A per-broker port: exactly that broker.
+    Broker(i32),
+}
+
+/// Responses come from the trusted pool: a fetch may legitimately be large, and a
+/// JoinGroup may wait up to the rebalance timeout before it answers.
+const UPSTREAM_LIMITS: ReadLimits = ReadLimits {
+    max_frame: i32::MAX as usize,
+    idle: Duration::from_secs(15 * 60),
+    frame: Duration::from_secs(120),
+};
+
+/// Why a connection ended other than by a clean close.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("client framing: {0}")]
+    ClientFrame(FrameError),
+    #[error("upstream framing: {0}")]
+    UpstreamFrame(FrameError),
+    #[error("malformed request: {0}")]
+    Malformed(#[from] WireError),
+    #[error("unknown API key {api_key} (version {version}, correlation id {correlation_id})")]
+    UnknownApiKey { api_key: i16, version: i16, correlation_id: i32 },
+    #[error("{api:?} is not offered on this listener")]
+    NotOffered { api: ApiKey },
+    #[error("{api:?} v{version} is outside the supported range {min}..={max}")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("pool broker closed the connection with {pending} request(s) outstanding")]
+    UpstreamClosed { pending: usize },
+    #[error("rewriting response: {0}")]
+    Rewrite(#[from] RewriteError),
+    #[error("upstream: {0}")]
+    Pool(#[from] crate::pool::PoolError),
+    #[error("client I/O: {0}")]
+    ClientIo(std::io::Error),
+    #[error("upstream I/O: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("closed by the gateway (broker gone or shutting down)")]
+    Cancelled,
+}
+
+impl ConnError {
+    /// Misbehaving clients are worth a warning; everything else is routine.
+    fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            ConnError::ClientFrame(
+                FrameError::NegativeLength(_) | FrameError::TooLarge { .. } | FrameError::Slow(_)
+            ) | ConnError::Malformed(_)
+                | ConnError::UnknownApiKey { .. }
+                | ConnError::NotOffered { .. }
+                | ConnError::UnsupportedVersion { .. }
+        )
+    }
+}
+
+/// One entry of the in-flight FIFO.
+enum Pending {
+    /// Forwarded; the broker's response is read, checked and maybe rewritten.
+    Upstream { correlation_id: i32, api: ApiKey, version: i16 },
+    /// Answered by the gateway; queued so it keeps its place in the order.
+    Local(Bytes),
+}
+
+pub async fn serve(client: TcpStream, peer: SocketAddr, target: Target, shared: Arc<Shared>, parent: CancellationToken) {
+    let _ = client.set_nodelay(true);
+    let (upstream, node) = match target {
+        Target::Broker(id) => (shared.pool.connect(id).await, Some(id)),
+        Target::Any => match shared.pool.connect_any().await {
+            Ok((s, node)) => (Ok(s), node),
+            Err(e) => (Err(e), None),
+        },
+    };
+    let upstream = match upstream {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%peer, ?target, error = %e, "closing client connection: no upstream");
+            return;
+        }
+    };
+    // Bind the connection's life to its broker's listener, so a departed broker takes
+    // its connections with it.
+    let cancel = node.and_then(|id| shared.broker_token(id)).unwrap_or(parent).child_token();
+    match run(client, upstream, peer, &shared, &cancel).await {
+        Ok(()) => debug!(%peer, ?node, "connection closed by client"),
+        Err(e) if e.is_client_fault() => warn!(%peer, ?node, error = %e, "closing client connection"),
+        Err(e) => info!(%peer, ?node, error = %e, "connection closed"),
+    }
+}
+
+async fn run(
+    client: TcpStream,
+    upstream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Result<(), ConnError> {
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
+    let reader = client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, peer);
+    let writer = pool_to_client(FrameReader::new(upstream_read), BufWriter::new(client_write), rx, shared);
+    tokio::pin!(reader, writer);
+    let mut reader_done = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(ConnError::Cancelled),
+            // A clean client close lets the writer deliver what is still in flight.
+            r = &mut reader, if !reader_done => { r?; reader_done = true; }
+            w = &mut writer => return w,
+        }
+    }
+}
+
+async fn client_to_pool(
+    mut client: FrameReader<OwnedReadHalf>,
+    mut upstream: BufWriter<OwnedWriteHalf>,
+    pending: mpsc::Sender<Pending>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<(), ConnError> {
+    let limits = shared.config.limits;
+    let mut first_request = true;
+    loop {
+        let read_limits = ReadLimits {
+            max_frame: limits.max_frame_bytes,
+            idle: if first_request { limits.preauth_timeout } else { limits.idle_timeout },
+            frame: limits.frame_timeout,
+        };
+        if !client.has_buffered_frame(limits.max_frame_bytes) {
+            upstream.flush().await.map_err(ConnError::UpstreamIo)?;
+        }
+        let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
+            return upstream.flush().await.map_err(ConnError::UpstreamIo);
+        };
+        first_request = false;
+        let header = parse_request_header(frame.payload())?;
+        let Some(api) = header.known_key() else {
+            return Err(ConnError::UnknownApiKey {
+                api_key: header.api_key,
+                version: header.api_version,
+                correlation_id: header.correlation_id,
+            });
+        };
+        let entry = api_table::entry(api);
+        if !api_table::allowed(&entry, shared.advertised.cluster_admin) {
+            return Err(ConnError::NotOffered { api });
+        }
+        let range = entry.versions();
+        if api == ApiKey::ApiVersions && header.api_version > range.max {
+            debug!(%peer, version = header.api_version, "ApiVersions newer than the gateway: answering v0 (KIP-511)");
+            let answer = unsupported_api_versions(
+                header.correlation_id,
+                &shared.pool.pool_versions(),
+                shared.advertised.cluster_admin,
+            );
+            send_pending(&pending, Pending::Local(answer)).await?;
+            continue;
+        }
+        if header.api_version < range.min || header.api_version > range.max {
+            return Err(ConnError::UnsupportedVersion { api, version: header.api_version, min: range.min, max: range.max });
+        }
+        let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
+        if expects_response {
+            send_pending(
+                &pending,
+                Pending::Upstream { correlation_id: header.correlation_id, api, version: header.api_version },
+            )
+            .await?;
+        }
+        upstream.write_all(&frame.0).await.map_err(ConnError::UpstreamIo)?;
+    }
+}
+
+async fn send_pending(pending: &mpsc::Sender<Pending>, entry: Pending) -> Result<(), ConnError> {
+    // The receiver only goes away when the writer has failed; its error wins the select.
+    pending.send(entry).await.map_err(|_| ConnError::Cancelled)
+}
+
+async fn pool_to_client<W: AsyncWrite + Unpin>(
+    mut upstream: FrameReader<OwnedReadHalf>,
+    mut client: BufWriter<W>,
+    mut pending: mpsc::Receiver<Pending>,
+    shared: &Shared,
+) -> Result<(), ConnError> {
+    while let Some(entry) = pending.recv().await {
+        match entry {
+            Pending::Local(bytes) => client.write_all(&bytes).await.map_err(ConnError::ClientIo)?,
+            Pending::Upstream { correlation_id, api, version } => {
+                if !upstream.has_buffered_frame(UPSTREAM_LIMITS.max_frame) {
+                    client.flush().await.map_err(ConnError::ClientIo)?;
+                }
+                let frame = upstream
+                    .read_frame(UPSTREAM_LIMITS)
+                    .await
+                    .map_err(ConnError::UpstreamFrame)?
+                    .ok_or(ConnError::UpstreamClosed { pending: pending.len() + 1 })?;
+                let mut observed = Observed::default();
+                let out = rewrite_response(frame, api, version, correlation_id, &shared.advertised, &mut observed)?;
+                if !observed.brokers.is_empty() {
+                    shared.pool.observe(observed.brokers);
+                }
+                client.write_all(&out).await.map_err(ConnError::ClientIo)?;
+            }
+        }
+        if pending.is_empty() {
+            client.flush().await.map_err(ConnError::ClientIo)?;
+        }
+    }
+    client.flush().await.map_err(ConnError::ClientIo)
+}

@@ -1,0 +1,17 @@
+//! sluice gateway: a Kafka-protocol gateway that turns one shared Apache Kafka pool
+//! into many private clusters.
+//!
+//! The request path, top to bottom: `codec` frames bytes, `protocol` reads headers in
+//! place, `api_table` says what each API needs, `connection` forwards in order and
+//! `rewrite` points every broker address a response carries at the gateway. `pool`
+//! discovers the brokers and `server` keeps one listener per broker.
+#![forbid(unsafe_code)]
+
+pub mod api_table;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod pool;
+pub mod protocol;
+pub mod rewrite;
+pub mod server;

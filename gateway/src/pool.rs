@@ -1,0 +1,298 @@
+//! The broker pool as the gateway sees it: which brokers exist (discovered from the
+//! pool's own Metadata), which API versions they speak, and how to reach them.
+//!
+//! Broker addresses in here are the pool's and never leave the gateway. Discovery
+//! only ever *replaces* the broker set after a successful answer, so a failed poll
+//! never tears listeners down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::codec::{FrameReader, ReadLimits};
+use crate::protocol::parse_response_header;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolBroker {
+    pub node_id: i32,
+    /// host:port of the broker's client listener (pool-internal).
+    pub addr: String,
+    pub rack: Option<String>,
+}
+
+pub type BrokerSet = BTreeMap<i32, PoolBroker>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no pool broker reachable (tried {tried})")]
+    NoBrokerReachable { tried: String },
+    #[error("pool broker {node_id} is not known")]
+    UnknownBroker { node_id: i32 },
+    #[error("connecting to pool broker {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("connecting to pool broker {addr} timed out")]
+    ConnectTimeout { addr: String },
+    #[error("control request to {addr} failed: {reason}")]
+    Control { addr: String, reason: String },
+}
+
+pub struct Pool {
+    bootstrap: Vec<String>,
+    connect_timeout: Duration,
+    brokers: watch::Sender<BrokerSet>,
+    /// The pool's API version ranges, learnt by discovery; used for the gateway's own
+    /// ApiVersions answers (KIP-511) and for the intersection.
+    versions: RwLock<HashMap<i16, VersionRange>>,
+    /// Round-robin cursor for bootstrap connections.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(bootstrap: Vec<String>, connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            bootstrap,
+            connect_timeout,
+            brokers: watch::Sender::new(BrokerSet::new()),
+            versions: RwLock::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<BrokerSet> {
+        self.brokers.subscribe()
+    }
+
+    pub fn brokers(&self) -> BrokerSet {
+        self.brokers.borrow().clone()
+    }
+
+    pub fn pool_versions(&self) -> HashMap<i16, VersionRange> {
+        self.versions.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn remember_versions(&self, resp: &ApiVersionsResponse) {
+        if resp.error_code != 0 {
+            return;
+        }
+        let map = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, VersionRange { min: k.min_version, max: k.max_version }))
+            .collect();
+        if let Ok(mut v) = self.versions.write() {
+            *v = map;
+        }
+    }
+
+    /// Adds brokers seen in a client's Metadata answer that discovery has not reported
+    /// yet, so their listeners open before the client tries them.
+    pub fn observe(&self, seen: impl IntoIterator<Item = PoolBroker>) {
+        self.brokers.send_if_modified(|set| {
+            let mut changed = false;
+            for b in seen {
+                if !set.contains_key(&b.node_id) {
+                    info!(node_id = b.node_id, "pool broker seen in a client's metadata");
+                    set.insert(b.node_id, b);
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
+    async fn connect_addr(&self, addr: &str) -> Result<TcpStream, PoolError> {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => Err(PoolError::ConnectTimeout { addr: addr.to_owned() }),
+            Ok(Err(source)) => Err(PoolError::Connect { addr: addr.to_owned(), source }),
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        }
+    }
+
+    /// Connects to pool broker `node_id`.
+    pub async fn connect(&self, node_id: i32) -> Result<TcpStream, PoolError> {
+        let addr = self
+            .brokers
+            .borrow()
+            .get(&node_id)
+            .map(|b| b.addr.clone())
+            .ok_or(PoolError::UnknownBroker { node_id })?;
+        self.connect_addr(&addr).await
+    }
+
+    /// Connects to any live broker, round-robin, falling back to the configured
+    /// bootstrap addresses. Returns the node id when known.
+    pub async fn connect_any(&self) -> Result<(TcpStream, Option<i32>), PoolError> {
+        let mut candidates: Vec<(Option<i32>, String)> =
+            self.brokers.borrow().values().map(|b| (Some(b.node_id), b.addr.clone())).collect();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        if !candidates.is_empty() {
+            let len = candidates.len();
+            candidates.rotate_left(start % len);
+        }
+        for addr in &self.bootstrap {
+            if !candidates.iter().any(|(_, a)| a == addr) {
+                candidates.push((None, addr.clone()));
+            }
+        }
+        let mut tried = Vec::new();
+        for (node, addr) in candidates {
+            match self.connect_addr(&addr).await {
+                Ok(s) => return Ok((s, node)),
+                Err(e) => {
+                    debug!(%addr, error = %e, "pool broker not reachable, trying the next");
+                    tried.push(addr);
+                }
+            }
+        }
+        Err(PoolError::NoBrokerReachable { tried: tried.join(", ") })
+    }
+
+    /// Polls the pool's Metadata until cancelled and publishes the broker set.
+    pub async fn run_discovery(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
+        let mut control: Option<ControlConnection> = None;
+        let mut failures = 0u32;
+        loop {
+            let result = match control.as_mut() {
+                Some(c) => c.metadata().await,
+                None => match self.connect_any().await {
+                    Ok((stream, _)) => {
+                        let mut c = ControlConnection::new(stream);
+                        match c.api_versions().await {
+                            Ok(v) => {
+                                self.remember_versions(&v);
+                                let r = c.metadata().await;
+                                control = Some(c);
+                                r
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(brokers) => {
+                    if failures > 0 {
+                        info!("pool metadata reachable again");
+                    }
+                    failures = 0;
+                    self.brokers.send_if_modified(|set| {
+                        if *set != brokers {
+                            info!(brokers = ?brokers.keys().collect::<Vec<_>>(), "pool brokers changed");
+                            *set = brokers;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                Err(e) => {
+                    control = None;
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        warn!(error = %e, failures, "pool metadata poll failed");
+                    }
+                }
+            }
+            // Retry fast while the pool is unreachable, settle to the configured pace after.
+            let wait = if failures > 0 { every.min(Duration::from_millis(500)) } else { every };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// A small client used only by discovery: one request at a time.
+struct ControlConnection {
+    addr: String,
+    reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    correlation_id: i32,
+}
+
+const CONTROL_LIMITS: ReadLimits =
+    ReadLimits { max_frame: 64 * 1024 * 1024, idle: Duration::from_secs(10), frame: Duration::from_secs(10) };
+
+impl ControlConnection {
+    fn new(stream: TcpStream) -> Self {
+        let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let (r, w) = stream.into_split();
+        Self { addr, reader: FrameReader::new(r), writer: w, correlation_id: 0 }
+    }
+
+    fn fail(&self, reason: impl ToString) -> PoolError {
+        PoolError::Control { addr: self.addr.clone(), reason: reason.to_string() }
+    }
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Result<Resp, PoolError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-discovery")))
+            .encode(&mut buf, key.request_header_version(version))
+            .map_err(|e| self.fail(e))?;
+        body.encode(&mut buf, version).map_err(|e| self.fail(e))?;
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        self.writer.write_all(&buf).await.map_err(|e| self.fail(e))?;
+        let frame = self
+            .reader
+            .read_frame(CONTROL_LIMITS)
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| self.fail("connection closed"))?;
+        let (corr, body_at) = parse_response_header(frame.payload(), key, version).map_err(|e| self.fail(e))?;
+        if corr != self.correlation_id {
+            return Err(self.fail(format!("correlation id {corr}, expected {}", self.correlation_id)));
+        }
+        let mut body = frame.0.slice(4 + body_at..);
+        Resp::decode(&mut body, version).map_err(|e| self.fail(e))
+    }
+
+    async fn api_versions(&mut self) -> Result<ApiVersionsResponse, PoolError> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        self.call(ApiKey::ApiVersions, 3, &req).await
+    }
+
+    async fn metadata(&mut self) -> Result<BrokerSet, PoolError> {
+        // An empty topic list asks for brokers only.
+        let req = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let resp: MetadataResponse = self.call(ApiKey::Metadata, 12, &req).await?;
+        Ok(resp
+            .brokers
+            .into_iter()
+            .map(|b| {
+                let node_id = b.node_id.0;
+                (node_id, PoolBroker { node_id, addr: format!("{}:{}", b.host.as_str(), b.port), rack: b.rack.map(|r| r.to_string()) })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,151 @@
+//! The gateway process: shared state, the bootstrap listener, one listener per pool
+//! broker (opened when the broker appears, closed when it departs), and shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use kafka_protocol::protocol::StrBytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{AuthMode, Config};
+use crate::connection::{self, Target};
+use crate::pool::Pool;
+use crate::rewrite::Advertised;
+
+/// State every connection reads.
+pub struct Shared {
+    pub config: Config,
+    pub pool: Arc<Pool>,
+    pub advertised: Advertised,
+    /// One token per open broker listener; cancelling it closes the listener and every
+    /// client connection bound to that broker.
+    broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
+}
+
+impl Shared {
+    pub fn broker_token(&self, node_id: i32) -> Option<CancellationToken> {
+        self.broker_tokens.lock().ok()?.get(&node_id).cloned()
+    }
+}
+
+/// A running gateway: its bound addresses and the handle that stops it.
+pub struct Gateway {
+    pub bootstrap_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Gateway {
+    /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let shared = Arc::new(Shared {
+            advertised: Advertised {
+                host: StrBytes::from_string(config.advertised_host.clone()),
+                broker_port_base: config.broker_port_base,
+                cluster_admin: config.auth == AuthMode::None,
+            },
+            config,
+            pool: pool.clone(),
+            broker_tokens: Mutex::new(HashMap::new()),
+        });
+        if shared.config.auth == AuthMode::None {
+            warn!("listener.auth = \"none\": this is an OPEN development listener without authentication");
+        }
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let bind = (shared.config.bind_host.as_str(), shared.config.bootstrap_port);
+        let bootstrap = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding the bootstrap listener on {}:{}", bind.0, bind.1))?;
+        let bootstrap_addr = bootstrap.local_addr()?;
+        info!(%bootstrap_addr, "bootstrap listener open");
+        tasks.spawn(accept_loop(bootstrap, Target::Any, shared.clone(), cancel.child_token(), tasks.clone()));
+        tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
+        tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
+        Ok(Gateway { bootstrap_addr, shared, cancel, tasks })
+    }
+
+    /// Stops accepting, closes every connection and waits for the tasks to end.
+    pub async fn shutdown(self, grace: Duration) {
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            warn!("some connections did not close within {grace:?}");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    target: Target,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tasks.spawn(connection::serve(stream, peer, target, shared.clone(), cancel.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                error!(?target, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Keeps one listener per pool broker in step with discovery.
+async fn manage_broker_listeners(shared: Arc<Shared>, cancel: CancellationToken, tasks: TaskTracker) {
+    let mut brokers = shared.pool.subscribe();
+    loop {
+        let current = brokers.borrow_and_update().clone();
+        let mut bind_failed = false;
+        let open: Vec<i32> = shared.broker_tokens.lock().map(|t| t.keys().copied().collect()).unwrap_or_default();
+        for id in open.iter().filter(|id| !current.contains_key(id)) {
+            if let Some(token) = shared.broker_tokens.lock().ok().and_then(|mut t| t.remove(id)) {
+                info!(node_id = id, "pool broker departed: closing its listener and connections");
+                token.cancel();
+            }
+        }
+        for id in current.keys().filter(|id| !open.contains(id)) {
+            let Some(port) = shared.config.broker_port(*id) else {
+                error!(node_id = id, base = shared.config.broker_port_base, "no gateway port for this broker id");
+                continue;
+            };
+            match TcpListener::bind((shared.config.bind_host.as_str(), port)).await {
+                Ok(listener) => {
+                    let token = cancel.child_token();
+                    if let Ok(mut t) = shared.broker_tokens.lock() {
+                        t.insert(*id, token.clone());
+                    }
+                    info!(node_id = id, port, "broker listener open");
+                    tasks.spawn(accept_loop(listener, Target::Broker(*id), shared.clone(), token, tasks.clone()));
+                }
+                Err(e) => {
+                    bind_failed = true;
+                    error!(node_id = id, port, error = %e, "cannot open broker listener; will retry");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = brokers.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(2)), if bind_failed => {}
+        }
+    }
+}

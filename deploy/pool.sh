@@ -299,7 +299,9 @@ stop_nodes() {   # graceful stop of the given nodes (brokers-only first)
 online_broker_ids() {
   local bootstrap="$1" out
   out="$(run_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$bootstrap" 2>/dev/null)" || return 1
-  grep -oE '\(id: [0-9]+ ' <<<"$out" | grep -oE '[0-9]+' | sort -n | uniq | tr '\n' ' ' | sed 's/ $//'
+  # lines look like "127.0.0.1:29091 (id: 1 rack: a isFenced: false) -> (" (or "-> ERROR: ...")
+  grep -E '\(id: [0-9]+ [^)]*\) -> \($' <<<"$out" | grep -v 'isFenced: true' \
+    | grep -oE '\(id: [0-9]+' | grep -oE '[0-9]+' | sort -n | uniq | tr '\n' ' ' | sed 's/ $//'
 }
 
 # Wait until every node in "$@" is alive, listening, registered and unfenced.
@@ -503,8 +505,8 @@ cmd_status() {
   quorum="$(run_tool org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$(bootstrap_of "${live[@]}")" \
               describe --status 2>/dev/null || true)"
   if [[ -n "$quorum" ]]; then
-    awk -F':[ \t]*' '/^(ClusterId|LeaderId|LeaderEpoch|HighWatermark|CurrentVoters|CurrentObservers)/ {
-      printf "  %-17s %s\n", $1 ":", $2 }' <<<"$quorum"
+    awk '/^(ClusterId|LeaderId|LeaderEpoch|HighWatermark|CurrentVoters|CurrentObservers):/ {
+      k = $1; v = $0; sub(/^[A-Za-z]+:[ \t]*/, "", v); printf "  %-17s %s\n", k, v }' <<<"$quorum"
   fi
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
@@ -53,6 +53,28 @@ pub struct ReadLimits {
     pub frame: Duration,
 }
 
+/// The total size (prefix included) of the first frame in `buf` if it is complete;
+/// an error as soon as the length prefix is unacceptable.
+pub fn complete_frame_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if len < 0 {
+        return Err(FrameError::NegativeLength(len));
+    }
+    let len = len as usize;
+    if len > max_frame {
+        return Err(FrameError::TooLarge { len, max: max_frame });
+    }
+    Ok((buf.len() >= 4 + len).then_some(4 + len))
+}
+
+/// Splits the first complete frame off `buf` without copying.
+pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, FrameError> {
+    Ok(complete_frame_len(buf, max_frame)?.map(|total| Frame(buf.split_to(total).freeze())))
+}
+
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
@@ -69,29 +91,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         matches!(self.check(max_frame), Ok(Some(_)))
     }
 
-    /// The total size of the next frame if it is fully buffered.
     fn check(&self, max_frame: usize) -> Result<Option<usize>, FrameError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len < 0 {
-            return Err(FrameError::NegativeLength(len));
-        }
-        let len = len as usize;
-        if len > max_frame {
-            return Err(FrameError::TooLarge { len, max: max_frame });
-        }
-        Ok((self.buf.len() >= 4 + len).then_some(4 + len))
+        complete_frame_len(&self.buf, max_frame)
     }
 
     /// Reads the next frame. `Ok(None)` is a clean close between frames.
     pub async fn read_frame(&mut self, limits: ReadLimits) -> Result<Option<Frame>, FrameError> {
         let mut frame_deadline = (!self.buf.is_empty()).then(|| Instant::now() + limits.frame);
         loop {
-            if let Some(total) = self.check(limits.max_frame)? {
-                let frame = self.buf.split_to(total).freeze();
-                return Ok(Some(Frame(frame)));
+            if let Some(frame) = split_frame(&mut self.buf, limits.max_frame)? {
+                return Ok(Some(frame));
             }
             let (deadline, on_timeout) = match frame_deadline {
                 Some(d) => (d, FrameError::Slow(limits.frame)),
@@ -124,11 +133,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
             }
         }
-    }
-
-    /// Discards buffered bytes (used when a connection is torn down on purpose).
-    pub fn clear(&mut self) {
-        self.buf.advance(self.buf.len());
     }
 }
 

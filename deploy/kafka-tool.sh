@@ -85,8 +85,7 @@ name="${tool##*/}"
 name="${name%.sh}"
 [[ "$name" == kafka-* ]] || [[ "$name" == *.* ]] || name="kafka-$name"   # "topics" -> "kafka-topics"
 
-ensure_kafka
-check_java
+ensure_kafka   # (Java version is checked by pool.sh; not here, to keep tool start-up fast)
 
 if [[ -n "${TOOLS[$name]:-}" ]]; then
   # shellcheck disable=SC2086

@@ -32,6 +32,7 @@ STOP_TIMEOUT="${SLUICE_POOL_STOP_TIMEOUT:-30}"
 HEAP_OPTS="${SLUICE_POOL_HEAP_OPTS:--Xms256m -Xmx512m}"
 NODE4_RACK="${SLUICE_POOL_NODE4_RACK:-a}"
 WAIT_ISR="${SLUICE_POOL_WAIT_ISR:-1}"
+DEADLINE=$((SECONDS + TIMEOUT))   # one overall limit per command (start-up + catch-up)
 CONTROLLER_NODES=(1 2 3)
 ALL_NODES=(1 2 3 4)
 
@@ -98,7 +99,7 @@ run_tool() {
 storage_tool_class() { kafka_pick_class kafka.tools.StorageTool org.apache.kafka.tools.StorageTool; }
 
 log_tail() {   # show the interesting end of node N's logs
-  local n="$1" lines="${2:-40}" logs f
+  local n="$1" lines="${2:-25}" logs f
   logs="$(node_logs "$n")"
   for f in "$logs/server.log" "$logs/stdout.log"; do
     if [[ -s "$f" ]]; then
@@ -116,6 +117,7 @@ take_lock() {
     exec 9>"$POOL_DIR/.lock"
     flock 9
   fi
+  DEADLINE=$((SECONDS + TIMEOUT))   # waiting for the lock does not count
 }
 
 # ------------------------------------------------------------ configuration --
@@ -207,15 +209,20 @@ format_node() {
 
 # ------------------------------------------------------------ start / stop ---
 
-launch_node() {
-  local n="$1" port logs pidf java
-  logs="$(node_logs "$n")"
-  pidf="$(node_pidf "$n")"
+check_ports_free() {   # before launching node N: nothing else may listen on its ports
+  local n="$1" port
   for port in "$(broker_port "$n")" $(is_controller "$n" && controller_port "$n"); do
     if port_open "$port"; then
       die "node $n: port $HOST:$port is already in use by another process (not this pool's node $n)"
     fi
   done
+}
+
+launch_node() {
+  local n="$1" logs pidf java
+  logs="$(node_logs "$n")"
+  pidf="$(node_pidf "$n")"
+  check_ports_free "$n"
   write_props "$n"
   format_node "$n"
   rm -f "$pidf"
@@ -306,7 +313,7 @@ online_broker_ids() {
 
 # Wait until every node in "$@" is alive, listening, registered and unfenced.
 wait_ready() {
-  local deadline=$((SECONDS + TIMEOUT)) n want=("$@") live ids missing
+  local deadline=$DEADLINE n want=("$@") live ids missing
   # phase 1: processes alive and listening (cheap, no JVM)
   while :; do
     missing=()
@@ -345,7 +352,7 @@ wait_ready() {
 
 # After a restart: wait until node N is back in the ISR of every partition it replicates.
 wait_in_sync() {
-  local n="$1" deadline=$((SECONDS + TIMEOUT)) live out lagging
+  local n="$1" deadline=$DEADLINE live out lagging
   while :; do
     mapfile -t live < <(running_nodes)
     if out="$(run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap_of "${live[@]}")" \
@@ -395,6 +402,9 @@ cmd_start() {
   ((brokers == 4)) && want+=(4)
   # node 4 already running (from an earlier --brokers 4) stays and is checked too
   ((brokers == 3)) && node_pid 4 >/dev/null && want+=(4)
+  for n in "${want[@]}"; do
+    node_pid "$n" >/dev/null || check_ports_free "$n"   # fail before launching anything
+  done
   for n in "${want[@]}"; do
     if node_pid "$n" >/dev/null; then
       say "node $n: already running (pid $(node_pid "$n"))"

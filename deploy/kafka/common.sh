@@ -77,21 +77,30 @@ fetch_kafka() {
     local -a extra=()
     # shellcheck disable=SC2206
     [[ -n "${SLUICE_MAVEN_ARGS:-}" ]] && extra=(${SLUICE_MAVEN_ARGS})
-    if ! mvn -B -ntp -f "$KAFKA_POM_DIR/pom.xml" "${extra[@]}" \
+    # -U: re-check Central even if an earlier failed lookup was cached in ~/.m2
+    if ! mvn -B -ntp -U -f "$KAFKA_POM_DIR/pom.xml" "${extra[@]}" \
           -Dkafka.version="$KAFKA_VERSION" \
           -DincludeScope=runtime \
           -DoutputDirectory="$tmp/libs" \
           dependency:copy-dependencies >"$mvnlog" 2>&1; then
-      grep -E '^\[(ERROR|WARNING)\]' "$mvnlog" | head -n 20 >&2 || tail -n 20 "$mvnlog" >&2
-      if grep -q -E 'Could not (resolve|find artifact)|was not found in' "$mvnlog"; then
-        say "error: Kafka $KAFKA_VERSION could not be resolved from Maven Central (is KAFKA_VERSION a released version? network?)"
+      local keep="$SLUICE_KAFKA_CACHE/fetch-$KAFKA_VERSION.log"
+      cp "$mvnlog" "$keep"
+      rm -rf "$tmp"
+      grep -E '^\[ERROR\] [^ ]' "$keep" | grep -vE 'Re-run Maven|To see the full|For more information' | head -n 3 >&2 || tail -n 20 "$keep" >&2
+      if grep -q -E 'Could not (resolve|find artifact)|was not found in' "$keep"; then
+        say "error: Kafka $KAFKA_VERSION could not be resolved from Maven Central (is KAFKA_VERSION a released version? network?); Maven log: $keep"
       else
-        say "error: Maven failed; full log: $mvnlog"
+        say "error: Maven failed; full log: $keep"
       fi
       exit 1
     fi
     for a in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
-      [[ -f "$tmp/libs/$a" ]] || { say "error: $a missing after Maven run (see $mvnlog)"; exit 1; }
+      if [[ ! -f "$tmp/libs/$a" ]]; then
+        cp "$mvnlog" "$SLUICE_KAFKA_CACHE/fetch-$KAFKA_VERSION.log"
+        rm -rf "$tmp"
+        say "error: $a missing after the Maven run (log: $SLUICE_KAFKA_CACHE/fetch-$KAFKA_VERSION.log)"
+        exit 1
+      fi
     done
     rm -rf "$KAFKA_DIST_DIR"
     mv "$tmp" "$KAFKA_DIST_DIR"

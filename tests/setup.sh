@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the client-compatibility tests need (kcat, the Python clients and
+# pytest, the franz-go program). Idempotent: safe to run on every CI run.
+# Usage: tests/setup.sh            (from anywhere)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { echo "tests/setup.sh: $*" >&2; }
+
+# kcat (librdkafka CLI) from Debian.
+if ! command -v kcat >/dev/null 2>&1 && ! command -v kafkacat >/dev/null 2>&1; then
+    log "installing kcat"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq kcat >/dev/null
+fi
+
+# Python clients and pytest, pinned.
+py="${PYTHON:-python3}"
+if ! "$py" - "$here/requirements.txt" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, want = line.split("==")
+    if version(name) != want:
+        sys.exit(1)
+EOF
+then
+    log "installing Python test requirements"
+    "$py" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
+fi
+
+# The franz-go program (tests/go/bin is ignored by git; test_franz_go.py rebuilds it too).
+if command -v go >/dev/null 2>&1; then
+    (cd "$here/go" && go mod download && go build -o bin/franzcheck ./franzcheck)
+else
+    log "go not found: the franz-go tests will fail"
+    exit 1
+fi
+log "ok"

@@ -12,9 +12,13 @@ from clientlib import check_broker_address, make_payloads, sha_sorted, unique
 TIMEOUT = 60
 
 
+def conn(gateway):
+    """Connection settings shared by every client in this file."""
+    return {"bootstrap_servers": gateway.bootstrap, "request_timeout_ms": 30000}
+
+
 def admin(gateway):
-    return KafkaAdminClient(bootstrap_servers=gateway.bootstrap, request_timeout_ms=30000,
-                            client_id=unique("kp-admin"))
+    return KafkaAdminClient(**conn(gateway), client_id=unique("kp-admin"))
 
 
 def wait_partitions(gateway, topic, n, timeout=TIMEOUT):
@@ -45,7 +49,7 @@ def create_topic(gateway, topic, partitions=3):
 
 
 def produce(gateway, topic, payloads, **kw):
-    p = KafkaProducer(bootstrap_servers=gateway.bootstrap, acks="all", linger_ms=5, **kw)
+    p = KafkaProducer(**conn(gateway), acks="all", linger_ms=5, **kw)
     futures = [p.send(topic, key=f"k{i % 13}".encode(), value=v) for i, v in enumerate(payloads)]
     p.flush(timeout=TIMEOUT)
     metas = [f.get(timeout=TIMEOUT) for f in futures]
@@ -70,7 +74,7 @@ def test_produce_consume_checksum(gateway, topic_name):
     assert {m.partition for m in metas} == {0, 1, 2}
     assert all(m.topic == topic_name for m in metas)
 
-    c = KafkaConsumer(bootstrap_servers=gateway.bootstrap, enable_auto_commit=False,
+    c = KafkaConsumer(**conn(gateway), enable_auto_commit=False,
                       auto_offset_reset="earliest", consumer_timeout_ms=5000)
     tps = [TopicPartition(topic_name, p) for p in range(3)]
     c.assign(tps)
@@ -95,7 +99,7 @@ def test_consumer_group_commit(gateway, topic_name):
     data = make_payloads(topic_name, 300)
     produce(gateway, topic_name, data)
     group = unique("kp-grp")
-    c = KafkaConsumer(topic_name, bootstrap_servers=gateway.bootstrap, group_id=group,
+    c = KafkaConsumer(topic_name, **conn(gateway), group_id=group,
                       enable_auto_commit=False, auto_offset_reset="earliest",
                       session_timeout_ms=10000, heartbeat_interval_ms=1000)
     recs = consume_n(c, len(data))
@@ -111,7 +115,7 @@ def test_consumer_group_commit(gateway, topic_name):
     # More data: a new member of the same group resumes after the commit.
     more = make_payloads(topic_name + "-more", 90)
     produce(gateway, topic_name, more)
-    c2 = KafkaConsumer(topic_name, bootstrap_servers=gateway.bootstrap, group_id=group,
+    c2 = KafkaConsumer(topic_name, **conn(gateway), group_id=group,
                        enable_auto_commit=False, auto_offset_reset="earliest",
                        session_timeout_ms=10000, heartbeat_interval_ms=1000)
     recs2 = consume_n(c2, len(more))

@@ -76,7 +76,7 @@ func newClient(brokers string, opts ...kgo.Opt) *kgo.Client {
 		kgo.RetryTimeout(60 * time.Second),
 	}
 	if os.Getenv("FRANZCHECK_DEBUG") != "" {
-		base = append(base, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+		base = append(base, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") })))
 	}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	must(err, "new client")
@@ -445,7 +445,10 @@ func cmdTxn(args []string) {
 	fl.Parse(args)
 	ctx := context.Background()
 
-	cl := newClient(*brokers, kgo.TransactionalID(*txnID), kgo.TransactionTimeout(30*time.Second))
+	// A produce right after EndTxn gets CONCURRENT_TRANSACTIONS until the markers are
+	// written; retry it quickly rather than with the default exponential backoff.
+	cl := newClient(*brokers, kgo.TransactionalID(*txnID), kgo.TransactionTimeout(30*time.Second),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	createTopic(ctx, adm, *topic, 3)

@@ -92,3 +92,30 @@ def test_dead_broker_closes_its_client_connections(gateway):
     with socket.create_connection(("127.0.0.1", port2), timeout=10) as s:
         assert api_versions_v0(s, 3) == 0
     assert gateway.alive()
+
+
+def test_broker_configs_do_not_reveal_pool_addresses(gateway):
+    out = kafka_tool(
+        "kafka-configs", "--bootstrap-server", gateway.bootstrap,
+        "--describe", "--entity-type", "brokers", "--entity-name", "1", "--all",
+    ).stdout
+    assert "num.io.threads" in out, out[:2000]
+    assert "advertised.listeners" in out
+    for pool_port in ("29091", "29092", "29093", "29191", "29192", "29193"):
+        assert pool_port not in out, f"pool port {pool_port} leaked:\n{out}"
+
+
+def test_bad_frames_are_logged_and_the_gateway_keeps_serving(gateway):
+    with socket.create_connection(("127.0.0.1", gateway.bootstrap_port), timeout=10) as s:
+        s.sendall(struct.pack(">i", -7))
+        s.settimeout(5)
+        assert s.recv(1) == b""
+    with socket.create_connection(("127.0.0.1", gateway.bootstrap_port), timeout=10) as s:
+        s.sendall(struct.pack(">ihhi", 8, 999, 0, 42))
+        s.settimeout(5)
+        assert s.recv(1) == b""
+    wait_for(lambda: "frame length -7 is negative" in gateway.log(), 5, "log line for the negative length")
+    wait_for(lambda: "unknown API key 999" in gateway.log(), 5, "log line for the unknown key")
+    with socket.create_connection(("127.0.0.1", gateway.bootstrap_port), timeout=10) as s:
+        assert api_versions_v0(s, 5) == 0
+    assert gateway.alive()

@@ -31,6 +31,8 @@ pub enum ResponseRewrite {
     Metadata,
     FindCoordinator,
     DescribeCluster,
+    /// Broker configs that name pool hosts (listeners, quorum voters) are redacted.
+    DescribeConfigs,
     /// The response may carry `node_endpoints` (KIP-951 leader discovery) from this
     /// version on; those hosts are the pool's and must be replaced.
     NodeEndpoints { from_version: i16 },
@@ -58,6 +60,7 @@ pub fn entry(key: ApiKey) -> ApiEntry {
         Metadata => (Client, ResponseRewrite::Metadata),
         FindCoordinator => (Client, ResponseRewrite::FindCoordinator),
         DescribeCluster => (Client, ResponseRewrite::DescribeCluster),
+        DescribeConfigs => (Client, ResponseRewrite::DescribeConfigs),
         Produce => (Client, ResponseRewrite::NodeEndpoints { from_version: 10 }),
         Fetch => (Client, ResponseRewrite::NodeEndpoints { from_version: 16 }),
         ShareFetch | ShareAcknowledge => (Client, ResponseRewrite::NodeEndpoints { from_version: 0 }),
@@ -65,7 +68,7 @@ pub fn entry(key: ApiKey) -> ApiEntry {
         ListOffsets | OffsetCommit | OffsetFetch | JoinGroup | Heartbeat | LeaveGroup | SyncGroup
         | DescribeGroups | ListGroups | SaslHandshake | SaslAuthenticate | CreateTopics | DeleteTopics
         | DeleteRecords | InitProducerId | OffsetForLeaderEpoch | AddPartitionsToTxn | AddOffsetsToTxn
-        | EndTxn | TxnOffsetCommit | DescribeConfigs | AlterConfigs | IncrementalAlterConfigs
+        | EndTxn | TxnOffsetCommit | AlterConfigs | IncrementalAlterConfigs
         | CreatePartitions | DeleteGroups | OffsetDelete | DescribeClientQuotas | AlterClientQuotas
         | DescribeProducers | DescribeTransactions | ListTransactions | ConsumerGroupHeartbeat
         | ConsumerGroupDescribe | GetTelemetrySubscriptions | PushTelemetry | DescribeTopicPartitions
@@ -119,7 +122,14 @@ mod tests {
 
     #[test]
     fn host_bearing_responses_are_rewritten_or_hidden() {
-        for key in [ApiKey::Metadata, ApiKey::FindCoordinator, ApiKey::DescribeCluster, ApiKey::Produce, ApiKey::Fetch] {
+        for key in [
+            ApiKey::Metadata,
+            ApiKey::FindCoordinator,
+            ApiKey::DescribeCluster,
+            ApiKey::DescribeConfigs,
+            ApiKey::Produce,
+            ApiKey::Fetch,
+        ] {
             assert_ne!(entry(key).rewrite, ResponseRewrite::None, "{key:?}");
         }
         assert_eq!(entry(ApiKey::DescribeQuorum).exposure, Exposure::Internal);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, FindCoordinatorResponse,
     MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
@@ -19,6 +19,14 @@ use crate::api_table::{self, ResponseRewrite};
 use crate::codec::Frame;
 use crate::pool::PoolBroker;
 use crate::protocol::{encode_response, encode_response_with_header_version, parse_response_header, WireError};
+
+/// DescribeConfigs resource type of a broker.
+const BROKER_RESOURCE: i8 = 4;
+
+/// Broker configs whose values carry pool hosts or ports.
+fn names_pool_hosts(config: &str) -> bool {
+    config.contains("listeners") || config.contains("quorum.voters") || config.contains("bootstrap.servers")
+}
 
 /// Kafka error code UNSUPPORTED_VERSION.
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -117,6 +125,25 @@ pub fn rewrite_response(
             for b in &mut resp.brokers {
                 b.host = adv.host.clone();
                 b.port = adv.port(b.broker_id.0);
+            }
+            encode(&resp)
+        }
+        ResponseRewrite::DescribeConfigs => {
+            let mut resp = DescribeConfigsResponse::decode(&mut body(), version).map_err(decode_err)?;
+            let mut redacted = false;
+            for result in resp.results.iter_mut().filter(|r| r.resource_type == BROKER_RESOURCE) {
+                for config in result.configs.iter_mut().filter(|c| names_pool_hosts(c.name.as_str())) {
+                    // Kafka's own way of withholding a value: null and sensitive.
+                    config.value = None;
+                    config.is_sensitive = true;
+                    for synonym in &mut config.synonyms {
+                        synonym.value = None;
+                    }
+                    redacted = true;
+                }
+            }
+            if !redacted {
+                return Ok(frame.0);
             }
             encode(&resp)
         }
@@ -317,6 +344,32 @@ mod tests {
         let back = ApiVersionsResponse::decode(&mut out.slice(8..), 0).unwrap();
         assert_eq!(back.error_code, UNSUPPORTED_VERSION);
         assert!(back.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    }
+
+    #[test]
+    fn broker_configs_naming_pool_hosts_are_redacted() {
+        use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+        let config = |name: &'static str, value: &'static str| {
+            DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_value(Some(StrBytes::from_static_str(value)))
+        };
+        let resp = DescribeConfigsResponse::default().with_results(vec![
+            DescribeConfigsResult::default().with_resource_type(BROKER_RESOURCE).with_configs(vec![
+                config("advertised.listeners", "PLAINTEXT://10.1.1.1:29091"),
+                config("controller.quorum.voters", "1@10.1.1.1:29191"),
+                config("num.io.threads", "8"),
+            ]),
+            DescribeConfigsResult::default().with_resource_type(2).with_configs(vec![config("retention.ms", "1000")]),
+        ]);
+        let raw = encode_response(3, ApiKey::DescribeConfigs, 4, &resp).unwrap();
+        let out = rewrite_response(frame_of(raw), ApiKey::DescribeConfigs, 4, 3, &adv(), &mut Observed::default()).unwrap();
+        assert!(!out.windows(8).any(|w| w == b"10.1.1.1"));
+        let (_, at) = parse_response_header(&out[4..], ApiKey::DescribeConfigs, 4).unwrap();
+        let back = DescribeConfigsResponse::decode(&mut out.slice(4 + at..), 4).unwrap();
+        assert_eq!(back.results[0].configs[2].value.as_ref().map(|v| v.as_str()), Some("8"));
+        assert!(back.results[0].configs[0].is_sensitive && back.results[0].configs[0].value.is_none());
+        assert_eq!(back.results[1].configs[0].value.as_ref().map(|v| v.as_str()), Some("1000"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-/// How much the read buffer grows per read at most; bounds memory per slow sender.
+/// How much the buffer grows per read before a frame's length is known.
 const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,10 @@ pub struct ReadLimits {
     pub idle: Duration,
     /// Longest time one frame may take from its first to its last byte (slow-loris guard).
     pub frame: Duration,
+    /// Most memory reserved ahead of the bytes that have arrived. Reserving a whole
+    /// frame at once saves the copies of a growing buffer; bounding it keeps a client
+    /// that only *claims* a large frame cheap.
+    pub reserve_ahead: usize,
 }
 
 /// The total size (prefix included) of the first frame in `buf` if it is complete;
@@ -110,7 +114,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let wanted = match self.buf.len() {
                 n if n >= 4 => {
                     let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-                    (4 + len - n).min(READ_CHUNK)
+                    (4 + len - n).min(limits.reserve_ahead)
                 }
                 _ => READ_CHUNK,
             };
@@ -140,8 +144,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 mod tests {
     use super::*;
 
-    const LIMITS: ReadLimits =
-        ReadLimits { max_frame: 1024, idle: Duration::from_secs(5), frame: Duration::from_secs(1) };
+    const LIMITS: ReadLimits = ReadLimits {
+        max_frame: 1024,
+        idle: Duration::from_secs(5),
+        frame: Duration::from_secs(1),
+        reserve_ahead: 64,
+    };
 
     fn framed(payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();

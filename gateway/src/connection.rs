@@ -46,7 +46,12 @@ const UPSTREAM_LIMITS: ReadLimits = ReadLimits {
     max_frame: i32::MAX as usize,
     idle: Duration::from_secs(15 * 60),
     frame: Duration::from_secs(120),
+    reserve_ahead: 64 * 1024 * 1024,
 };
+
+/// Client frames up to this size get their whole buffer at once; larger ones grow as
+/// their bytes arrive.
+const CLIENT_RESERVE_AHEAD: usize = 1024 * 1024;
 
 /// Why a connection ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +169,7 @@ async fn client_to_pool(
             max_frame: limits.max_frame_bytes,
             idle: if first_request { limits.preauth_timeout } else { limits.idle_timeout },
             frame: limits.frame_timeout,
+            reserve_ahead: CLIENT_RESERVE_AHEAD,
         };
         if !client.has_buffered_frame(limits.max_frame_bytes) {
             upstream.flush().await.map_err(ConnError::UpstreamIo)?;

@@ -227,8 +227,12 @@ struct ControlConnection {
     correlation_id: i32,
 }
 
-const CONTROL_LIMITS: ReadLimits =
-    ReadLimits { max_frame: 64 * 1024 * 1024, idle: Duration::from_secs(10), frame: Duration::from_secs(10) };
+const CONTROL_LIMITS: ReadLimits = ReadLimits {
+    max_frame: 64 * 1024 * 1024,
+    idle: Duration::from_secs(10),
+    frame: Duration::from_secs(10),
+    reserve_ahead: usize::MAX,
+};
 
 impl ControlConnection {
     fn new(stream: TcpStream) -> Self {

@@ -260,17 +260,20 @@ async fn produce_with_acks_zero_does_not_desynchronise() {
         .with_replication_factor(3)]);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create).await;
     assert!(matches!(resp.topics[0].error_code, 0 | 36), "create: {:?}", resp.topics[0]);
-    // Produce goes to the partition leader: find it.
-    let md: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(vec![
-                metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone())))),
-            ])),
-        )
-        .await;
-    let leader = md.topics[0].partitions[0].leader_id.0;
+    // Produce goes to the partition leader: find it (metadata trails a fresh create).
+    let topic_request = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone())))),
+    ]));
+    let mut leader = -1;
+    for _ in 0..100 {
+        let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &topic_request).await;
+        if let Some(p) = md.topics.first().and_then(|t| t.partitions.first()).filter(|p| p.leader_id.0 >= 0) {
+            leader = p.leader_id.0;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leader >= 0, "topic {topic} has no leader");
     let mut leader_conn = Client {
         stream: TcpStream::connect(("127.0.0.1", gw.base + leader as u16)).await.unwrap(),
         next_corr: 1,

@@ -175,7 +175,7 @@ group.initial.rebalance.delay.ms=0
 
 # A killed broker is fenced by the controller within ~6-8 s.
 broker.session.timeout.ms=6000
-broker.heartbeat.interval.ms=1000
+broker.heartbeat.interval.ms=500
 replica.lag.time.max.ms=10000
 
 # Light on a small (2-core) machine.
@@ -261,18 +261,38 @@ terminate_node() {
   kill "-$sig" "$pid" 2>/dev/null || true
 }
 
-wait_gone() {   # wait_gone <timeout-seconds> <node>...; SIGKILL what is left
-  local limit=$((SECONDS + $1)) n left; shift
+# wait_gone <timeout-seconds> <node>...: wait for the nodes to exit. SIGKILL what is
+# left after the timeout, or QUORUM_GRACE s after fewer than 2 of the 3 controllers run:
+# a broker's controlled shutdown must be granted through the controller quorum, so
+# without one it would wait (up to 5 min) for a grant that can never come.
+QUORUM_GRACE="${SLUICE_POOL_QUORUM_GRACE:-5}"
+wait_gone() {
+  local secs="$1" limit=$((SECONDS + $1)) n left controllers lost_at="" killed=0
+  shift
   while :; do
     left=()
     for n in "$@"; do node_pid "$n" >/dev/null && left+=("$n"); done
     ((${#left[@]} == 0)) && break
-    if ((SECONDS >= limit)); then
-      say "node(s) ${left[*]}: still running after $STOP_TIMEOUT s, sending SIGKILL"
-      for n in "${left[@]}"; do terminate_node "$n" KILL; done
-      limit=$((SECONDS + 10))
-      sleep 0.5
-      continue
+    if ((killed == 0)); then
+      controllers=0
+      for n in "${CONTROLLER_NODES[@]}"; do node_pid "$n" >/dev/null && controllers=$((controllers + 1)); done
+      if ((controllers < 2)); then
+        [[ -n "$lost_at" ]] || lost_at=$SECONDS
+        if ((SECONDS - lost_at >= QUORUM_GRACE)); then
+          say "node(s) ${left[*]}: no controller quorum left to grant a controlled shutdown; sending SIGKILL (logs are recovered on the next start)"
+          killed=1
+        fi
+      fi
+      if ((killed == 0 && SECONDS >= limit)); then
+        say "node(s) ${left[*]}: still running after $secs s, sending SIGKILL"
+        killed=1
+      fi
+      if ((killed)); then
+        for n in "${left[@]}"; do terminate_node "$n" KILL; done
+        limit=$((SECONDS + 10))
+      fi
+    elif ((SECONDS >= limit)); then
+      die "node(s) ${left[*]}: still alive 10 s after SIGKILL"
     fi
     sleep 0.2
   done

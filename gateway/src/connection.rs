@@ -44,7 +44,7 @@ pub enum Target {
 /// JoinGroup may wait up to the rebalance timeout before it answers.
 const UPSTREAM_LIMITS: ReadLimits = ReadLimits {
     max_frame: i32::MAX as usize,
-    idle: Duration::from_secs(15 * 60),
+    idle: Duration::from_secs(60 * 60),
     frame: Duration::from_secs(120),
     reserve_ahead: 64 * 1024 * 1024,
 };

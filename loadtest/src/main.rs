@@ -1,0 +1,205 @@
+//! `loadtest`: benchmarks of the sluice gateway against the real Kafka pool.
+//!
+//! `loadtest proxy-bench` compares Kafka's own perf tools run straight at the pool
+//! and through a `sluice` it starts itself, and writes a JSON and a Markdown report
+//! (see `bench` for the method, `report` for what is written).
+#![forbid(unsafe_code)]
+
+mod bench;
+mod gateway;
+mod perf;
+mod procfs;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "loadtest",
+    about = "sluice benchmarks against the real Kafka pool"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Direct-to-pool vs through-sluice throughput, latency, CPU and memory (SPEC 11).
+    ProxyBench(ProxyBenchArgs),
+}
+
+#[derive(Args)]
+struct ProxyBenchArgs {
+    /// The gateway binary to start (build it with `cargo build --release -p sluice-gateway`).
+    #[arg(long, default_value = "target/release/sluice")]
+    gateway_bin: PathBuf,
+    /// Where proxy-core.json and proxy-core.md go [default: docs/benchmarks, or a
+    /// fresh temp directory with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where tool outputs, the gateway config and its log are kept [default: a temp directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Records per max-rate produce run and per consume run.
+    #[arg(long, default_value_t = 300_000)]
+    records: u64,
+    /// Records per half-load produce run [default: records / 2, which lasts as long as a max-rate run].
+    #[arg(long)]
+    half_records: Option<u64>,
+    /// Payload bytes per record.
+    #[arg(long, default_value_t = 1024)]
+    record_size: u64,
+    #[arg(long, default_value_t = 3)]
+    partitions: u32,
+    #[arg(long, default_value_t = 3)]
+    replication_factor: u32,
+    /// Interleaved rounds (each runs every phase on both sides).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    #[arg(long, default_value_t = 16_384)]
+    batch_size: u32,
+    /// Upper bound in seconds for one tool run.
+    #[arg(long, default_value_t = 600)]
+    tool_timeout: u64,
+    /// Tiny run for CI: 20 000 records, 1 round, outputs in a temp directory unless --out.
+    #[arg(long)]
+    smoke: bool,
+    /// The pool's bootstrap brokers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
+    )]
+    pool_bootstrap: Vec<String>,
+    /// deploy/kafka-tool.sh, which runs the Kafka CLI tools.
+    #[arg(long, default_value = "deploy/kafka-tool.sh")]
+    kafka_tool: PathBuf,
+    /// Leave the benchmark topic on the pool afterwards.
+    #[arg(long)]
+    keep_topic: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::ProxyBench(args) => proxy_bench(args),
+    }
+}
+
+fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
+    let (records, rounds) = if a.smoke {
+        (20_000, 1)
+    } else {
+        (a.records, a.rounds)
+    };
+    let half_records = if a.smoke {
+        records / 2
+    } else {
+        a.half_records.unwrap_or(records / 2)
+    };
+    if records == 0 || half_records == 0 || rounds == 0 || a.record_size == 0 {
+        bail!("--records, --half-records, --rounds and --record-size must be positive");
+    }
+    if !a.gateway_bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sluice-gateway`",
+            a.gateway_bin.display()
+        );
+    }
+    let run_id = format!("{}-{}", std::process::id(), unix_secs());
+    let temp = std::env::temp_dir();
+    let out_dir = match (&a.out, a.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => temp.join(format!("loadtest-smoke-{run_id}")),
+        (None, false) => PathBuf::from("docs/benchmarks"),
+    };
+    let work_dir = a
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.join(format!("loadtest-work-{run_id}")));
+    let params = bench::Params {
+        records,
+        half_records,
+        record_size: a.record_size,
+        partitions: a.partitions,
+        replication_factor: a.replication_factor,
+        rounds,
+        acks: a.acks.clone(),
+        linger_ms: a.linger_ms,
+        batch_size: a.batch_size,
+        tool_timeout_s: a.tool_timeout,
+        smoke: a.smoke,
+    };
+    let setup = bench::Setup {
+        gateway_bin: a.gateway_bin.clone(),
+        kafka_tool: a.kafka_tool.clone(),
+        pool_bootstrap: a.pool_bootstrap.clone(),
+        out_dir,
+        work_dir,
+        keep_topic: a.keep_topic,
+        command: reproduce_command(),
+    };
+    let (json, md) = bench::run(&params, &setup).context("proxy-bench failed")?;
+    println!("wrote {}\nwrote {}", json.display(), md.display());
+    Ok(())
+}
+
+/// The build step plus this invocation, as a reader would type it at the repo root.
+fn reproduce_command() -> String {
+    let args: Vec<String> = std::env::args().skip(1).map(|a| shell_quote(&a)).collect();
+    format!(
+        "cargo build --release -p sluice-gateway && cargo run --release -p loadtest -- {}",
+        args.join(" ")
+    )
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("--out"), "--out");
+        assert_eq!(shell_quote("docs/benchmarks"), "docs/benchmarks");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["loadtest", "proxy-bench", "--smoke", "--records", "10"]).unwrap();
+        let Command::ProxyBench(a) = cli.command;
+        assert!(a.smoke);
+        assert_eq!(a.records, 10);
+        assert_eq!(a.pool_bootstrap.len(), 3);
+    }
+}

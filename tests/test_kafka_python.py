@@ -29,7 +29,8 @@ def wait_partitions(gateway, topic, n, timeout=TIMEOUT):
         while True:
             a.wait_for_topics([topic], timeout_ms=timeout * 1000)
             [desc] = a.describe_topics([topic])
-            if len(desc["partitions"]) == n:
+            if desc["error_code"] == 0 and len(desc["partitions"]) == n and all(
+                    p["error_code"] == 0 and p["leader_id"] >= 0 for p in desc["partitions"]):
                 return desc
             assert time.time() < deadline, desc
             time.sleep(0.3)
@@ -147,8 +148,7 @@ def test_admin_create_list_delete(gateway, topic_name):
         while topic_name not in a.list_topics():
             assert time.time() < deadline
             time.sleep(0.3)
-        wait_partitions(gateway, topic_name, 4)
-        [desc] = a.describe_topics([topic_name])
+        desc = wait_partitions(gateway, topic_name, 4)
         assert desc["name"] == topic_name
         assert desc["error_code"] == 0
         assert sorted(p["partition_index"] for p in desc["partitions"]) == [0, 1, 2, 3]

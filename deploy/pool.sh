@@ -261,13 +261,35 @@ terminate_node() {
   kill "-$sig" "$pid" 2>/dev/null || true
 }
 
-# wait_gone <timeout-seconds> <node>...: wait for the nodes to exit. SIGKILL what is
-# left after the timeout, or QUORUM_GRACE s after fewer than 2 of the 3 controllers run:
-# a broker's controlled shutdown must be granted through the controller quorum, so
-# without one it would wait (up to 5 min) for a grant that can never come.
+# Remember where node N's server.log ends before it is asked to stop, so that
+# shutdown_granted can look only at what the node logged since.
+declare -A LOG_MARK=()
+mark_log() {
+  local f
+  f="$(node_logs "$1")/server.log"
+  LOG_MARK[$1]="$( [[ -f "$f" ]] && wc -c <"$f" || echo 0)"
+}
+# Has node N's broker been told by the controller that it may shut down (or has it
+# passed that point)? Only then can it finish without a controller quorum.
+shutdown_granted() {
+  local f mark size
+  f="$(node_logs "$1")/server.log"
+  [[ -f "$f" ]] || return 1
+  mark="${LOG_MARK[$1]:-0}"
+  size="$(wc -c <"$f")"
+  ((size >= mark)) || mark=0   # rolled over
+  tail -c +"$((mark + 1))" "$f" | grep -E 'BrokerLifecycleManager id=[0-9]+\] Transitioning from [A-Z_]+ to SHUTTING_DOWN|asked us to exit controlled shutdown|from SHUTTING_DOWN to SHUTDOWN|ControllerServer id=[0-9]+\] shutting down' >/dev/null   # no -q: with pipefail, SIGPIPE in tail would count as failure
+}
+
+# wait_gone <timeout-seconds> <node>...: wait for the nodes to exit; SIGKILL what is
+# left after the timeout. A broker's controlled shutdown must be granted through the
+# controller quorum: once fewer than 2 of the 3 controllers run, a node whose broker
+# has not been granted yet would wait (up to 5 min) for a grant that can never come,
+# so it is killed after QUORUM_GRACE s. (Nodes that were granted just need a few more
+# seconds to exit and are left alone.)
 QUORUM_GRACE="${SLUICE_POOL_QUORUM_GRACE:-5}"
 wait_gone() {
-  local secs="$1" limit=$((SECONDS + $1)) n left controllers lost_at="" killed=0
+  local secs="$1" limit=$((SECONDS + $1)) n left stuck controllers lost_at="" killed=0
   shift
   while :; do
     left=()
@@ -279,16 +301,19 @@ wait_gone() {
       if ((controllers < 2)); then
         [[ -n "$lost_at" ]] || lost_at=$SECONDS
         if ((SECONDS - lost_at >= QUORUM_GRACE)); then
-          say "node(s) ${left[*]}: no controller quorum left to grant a controlled shutdown; sending SIGKILL (logs are recovered on the next start)"
-          killed=1
+          stuck=()
+          for n in "${left[@]}"; do shutdown_granted "$n" || stuck+=("$n"); done
+          if ((${#stuck[@]})); then
+            say "node(s) ${stuck[*]}: no controller quorum left to grant a controlled shutdown; sending SIGKILL (logs are recovered on the next start)"
+            for n in "${stuck[@]}"; do terminate_node "$n" KILL; done
+            lost_at=$((SECONDS + 3600))   # once
+          fi
         fi
       fi
-      if ((killed == 0 && SECONDS >= limit)); then
+      if ((SECONDS >= limit)); then
         say "node(s) ${left[*]}: still running after $secs s, sending SIGKILL"
-        killed=1
-      fi
-      if ((killed)); then
         for n in "${left[@]}"; do terminate_node "$n" KILL; done
+        killed=1
         limit=$((SECONDS + 10))
       fi
     elif ((SECONDS >= limit)); then
@@ -307,14 +332,14 @@ stop_nodes() {   # graceful stop of the given nodes (brokers-only first)
   done
   if ((${#brokers[@]})); then
     say "stopping node(s) ${brokers[*]} ..."
-    for n in "${brokers[@]}"; do terminate_node "$n" TERM; done
+    for n in "${brokers[@]}"; do mark_log "$n"; terminate_node "$n" TERM; done
     wait_gone "$STOP_TIMEOUT" "${brokers[@]}"
   fi
   if ((${#controllers[@]})); then
     # Combined nodes are stopped together: each broker's controlled shutdown
     # needs a controller quorum, which stays up until the brokers are done.
     say "stopping node(s) ${controllers[*]} ..."
-    for n in "${controllers[@]}"; do terminate_node "$n" TERM; done
+    for n in "${controllers[@]}"; do mark_log "$n"; terminate_node "$n" TERM; done
     wait_gone "$STOP_TIMEOUT" "${controllers[@]}"
   fi
 }

@@ -66,7 +66,7 @@ bootstrap_of() {   # bootstrap list for the given node ids
 
 # pid of node N if its JVM is alive (and really is that node), else fail.
 node_pid() {
-  local f pid state
+  local f pid state cmd
   f="$(node_pidf "$1")"
   [[ -f "$f" ]] || return 1
   pid="$(<"$f")"
@@ -74,7 +74,8 @@ node_pid() {
   [[ -r "/proc/$pid/cmdline" ]] || return 1
   state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
   [[ -n "$state" && "$state" != Z && "$state" != X ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(node_props "$1")" || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$(node_props "$1")"* ]] || return 1
   printf '%s\n' "$pid"
 }
 

@@ -34,9 +34,10 @@ java_bin() {
 }
 
 check_java() {
-  local java ver major
+  local java out ver major
   java="$(java_bin)"
-  ver="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+  out="$("$java" -version 2>&1)" || die "'$java -version' failed: $out"
+  ver="$(awk -F'"' '/version/ {print $2; exit}' <<<"$out")"
   major="${ver%%.*}"
   [[ "$major" == 1 ]] && major="$(cut -d. -f2 <<<"$ver")"
   if [[ ! "$major" =~ ^[0-9]+$ ]] || (( major < 17 )); then

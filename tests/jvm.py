@@ -181,6 +181,23 @@ def parse_acks(lines):
     return acked, errors, done
 
 
+def assert_gateway_addresses(gateway, lines):
+    """Every "leader <p> <host> <port>" a helper printed is an address of this gateway
+    (advertised host, broker_port_base + node id), never a pool broker; or, with
+    SLUICE_TEST_DIRECT=1, a pool broker."""
+    pool_ports = {int(a.rsplit(":", 1)[1]) for a in POOL_BOOTSTRAP.split(",")}
+    addrs = [l.split()[1:] for l in lines if l.startswith("leader ")]
+    assert addrs, "helper printed no leader addresses"
+    for p, host, port in addrs:
+        port = int(port)
+        if gateway.proc is None:
+            assert port in pool_ports or 29091 <= port <= 29094, (p, host, port)
+        else:
+            assert host == gateway.bootstrap.rsplit(":", 1)[0], (p, host, port)
+            assert port - gateway.broker_port_base in (1, 2, 3, 4), (p, host, port, gateway.broker_port_base)
+            assert port not in pool_ports, (p, host, port)
+
+
 def parse_dump(lines):
     """Dump helper output -> (records [(partition, offset, key, value)], end offsets {p: end})."""
     recs, end = [], {}

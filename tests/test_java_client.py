@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import POOL_BOOTSTRAP, kafka_tool
-from jvm import JavaProc, dump_topic, java_helpers, parse_acks, run_java  # noqa: F401  (fixture)
+from jvm import JavaProc, assert_gateway_addresses, dump_topic, java_helpers, parse_acks, run_java  # noqa: F401
 
 
 def create_topic(bootstrap, topic, partitions=3, rf=3):
@@ -18,12 +18,13 @@ def create_topic(bootstrap, topic, partitions=3, rf=3):
     assert f"Created topic {topic}." in res.stdout, res.stdout
 
 
-def produce(build, bootstrap, topic, count, prefix, *extra, timeout=180):
-    _, lines = run_java(build, "Produce", "--bootstrap", bootstrap, "--topic", topic, "--count", count,
+def produce(gateway, build, topic, count, prefix, *extra, timeout=180):
+    _, lines = run_java(build, "Produce", "--bootstrap", gateway.bootstrap, "--topic", topic, "--count", count,
                         "--prefix", prefix, *extra, timeout=timeout)
     acked, errors, done = parse_acks(lines)
     assert not errors, errors[:5]
     assert done == f"done sent={count} acked={count} errors=0", done
+    assert_gateway_addresses(gateway, lines)
     return acked
 
 
@@ -84,7 +85,7 @@ def test_idempotent_producer_exactly_once(gateway, java_helpers, topic_name):
     bs = gateway.bootstrap
     n = 6000
     create_topic(bs, topic_name, 3)
-    acked = produce(java_helpers, bs, topic_name, n, "idem",
+    acked = produce(gateway, java_helpers, topic_name, n, "idem",
                     "--prop", "max.in.flight.requests.per.connection=5", "--prop", "batch.size=4096")
     assert len(acked) == n
     records, ends = dump_topic(java_helpers, bs, topic_name)
@@ -189,7 +190,7 @@ def test_consumer_group_rebalance(gateway, java_helpers, topic_name, protocol):
     everything = set(range(parts))
     create_topic(bs, topic_name, parts)
     group = f"g-{topic_name}"
-    expected = set(produce(java_helpers, bs, topic_name, 1200, "p1"))
+    expected = set(produce(gateway, java_helpers, topic_name, 1200, "p1"))
 
     def consumed(*members):
         return {v for mem in members for _, _, v in mem.assignment()[1]}
@@ -212,7 +213,7 @@ def test_consumer_group_rebalance(gateway, java_helpers, topic_name, protocol):
         assert sorted(desc[1:]) == sorted([f"member a {','.join(map(str, sorted(sa)))}",
                                            f"member b {','.join(map(str, sorted(sb)))}"]), desc
 
-        p2 = produce(java_helpers, bs, topic_name, 1200, "p2")
+        p2 = produce(gateway, java_helpers, topic_name, 1200, "p2")
         expected |= set(p2)
         a.proc.wait_for(lambda _: expected <= consumed(a, b), 90, "phase 2 records by a and b")
         b_recs = b.assignment()[1]
@@ -224,10 +225,10 @@ def test_consumer_group_rebalance(gateway, java_helpers, topic_name, protocol):
         assert rc == 0 and b.proc.snapshot()[-1] == "closed", (rc, b.proc.snapshot()[-5:], b.proc.stderr()[-2000:])
         a.wait_assignment(lambda s: s == everything, 90, "all partitions back after b left")
 
-        expected |= set(produce(java_helpers, bs, topic_name, 600, "p3"))
+        expected |= set(produce(gateway, java_helpers, topic_name, 600, "p3"))
         a.proc.wait_for(lambda _: expected <= consumed(a, b), 90, "phase 3 records")
         rc = a.proc.stop(60)
-        assert rc == 0 and a.proc.snapshot()[-1] == "closed", (rc, a.proc.snapshot()[-5:])
+        assert rc == 0 and a.proc.snapshot()[-1] == "closed", (rc, a.proc.snapshot()[-5:], a.proc.stderr()[-2000:])
     finally:
         a.proc.kill()
         if b:
@@ -300,6 +301,7 @@ def test_producer_survives_leader_changes(gateway, java_helpers, topic_name):
     acked, errors, done = parse_acks(prod.snapshot())
     assert not errors, errors[:5]
     assert done == f"done sent={n} acked={n} errors=0", (done, prod.stderr()[-3000:])
+    assert_gateway_addresses(gateway, prod.snapshot())
 
     # The gateway's metadata shows the new leaders.
     after = leaders(java_helpers, bs, topic_name)

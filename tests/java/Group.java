@@ -21,7 +21,6 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
 public class Group {
@@ -56,8 +55,7 @@ public class Group {
                 String line;
                 while ((line = r.readLine()) != null && !line.trim().equals("stop")) { }
             } catch (Exception e) { }
-            stop.set(true);
-            c.wakeup();
+            stop.set(true);  // the poll loop notices within one poll (500 ms); no wakeup() needed
         });
         stdin.setDaemon(true);
         stdin.start();
@@ -80,12 +78,7 @@ public class Group {
         });
         try {
             while (!stop.get() && System.currentTimeMillis() < deadline) {
-                ConsumerRecords<String, String> recs;
-                try {
-                    recs = c.poll(Duration.ofMillis(500));
-                } catch (WakeupException e) {
-                    break;
-                }
+                ConsumerRecords<String, String> recs = c.poll(Duration.ofMillis(500));
                 StringBuilder b = new StringBuilder();
                 for (ConsumerRecord<String, String> r : recs) {
                     b.append("rec ").append(r.partition()).append(' ').append(r.offset()).append(' ').append(r.value()).append('\n');
@@ -97,9 +90,6 @@ public class Group {
                     }
                     try {
                         c.commitSync(Duration.ofSeconds(15));
-                    } catch (WakeupException e) {
-                        c.commitSync(Duration.ofSeconds(15));
-                        break;
                     } catch (Exception e) {
                         Out.line("commitfail " + Out.err(e));
                     }

@@ -1,12 +1,14 @@
 // Produces --count records "<prefix>-<i>" with keys "k-<i>" (idempotent, acks=all by default)
 // at an optional --rate (records/s). Prints "ack <partition> <offset> <value>" for every
-// acknowledged record, "err <value> <error>" for every failed one, and finally
-// "done sent=<n> acked=<n> errors=<n>".
+// acknowledged record, "err <value> <error>" for every failed one, "leader <p> <host> <port>"
+// per partition as the client's metadata has it, and finally "done sent=<n> acked=<n> errors=<n>".
 
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 public class Produce {
@@ -48,6 +50,11 @@ public class Produce {
                 });
             }
             producer.flush();
+            // Where the client was told each partition's leader lives (gateway ports, not the pool's).
+            for (PartitionInfo i : producer.partitionsFor(topic)) {
+                Node l = i.leader();
+                Out.line("leader " + i.partition() + " " + (l == null ? "- -1" : l.host() + " " + l.port()));
+            }
         }
         Out.line("done sent=" + count + " acked=" + acked.get() + " errors=" + errors.get());
     }

@@ -32,7 +32,7 @@ def run(franzcheck, *args, timeout=150):
 def test_roundtrip(franzcheck, gateway, topic_name):
     n = 1500
     out = run(franzcheck, "roundtrip", "-brokers", gateway.bootstrap, "-topic", topic_name, "-n", n)
-    assert len(out["brokers"]) == 3
+    assert len(out["brokers"]) >= 3
     for b in out["brokers"]:
         check_broker_address(gateway, b["id"], b["host"], b["port"])
     assert out["produced"] == n

@@ -57,7 +57,7 @@ def test_metadata_lists_only_gateway(gateway, topic_name):
             break
         assert time.time() < deadline, res.stdout
         time.sleep(0.3)
-    assert len(md["brokers"]) == 3, md["brokers"]
+    assert len(md["brokers"]) >= 3, md["brokers"]
     for b in md["brokers"]:
         host, port = b["name"].rsplit(":", 1)
         check_broker_address(gateway, b["id"], host, int(port))

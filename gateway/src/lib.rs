@@ -14,4 +14,5 @@ pub mod connection;
 pub mod pool;
 pub mod protocol;
 pub mod rewrite;
+pub mod sasl;
 pub mod server;

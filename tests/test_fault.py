@@ -39,16 +39,23 @@ def test_broker_kill_under_idempotent_load(gateway, java_helpers, topic_name, tm
     with the broker back. About 25 s of load."""
     bs = gateway.bootstrap
     rate = 500
-    res = kafka_tool("kafka-topics", "--bootstrap-server", bs, "--create", "--topic", topic_name, "--partitions", 6,
-                     "--replication-factor", 3, "--config", "min.insync.replicas=2")
+    # Replicas pinned to the three base brokers (a node 4 another test may have started
+    # must not hold replicas here), leaders spread 1,2,3,1,2,3, so the victim leads two.
+    assignment = "1:2:3,2:3:1,3:1:2,1:3:2,2:1:3,3:2:1"
+    res = kafka_tool("kafka-topics", "--bootstrap-server", bs, "--create", "--topic", topic_name,
+                     "--replica-assignment", assignment, "--config", "min.insync.replicas=2")
     assert f"Created topic {topic_name}." in res.stdout, res.stdout
 
-    # The victim must lead something, so leadership really fails over.
-    for _ in range(3):
-        before = leaders(java_helpers, POOL_BOOTSTRAP, topic_name)
-        if VICTIM in before.values():
-            break
-        run_java(java_helpers, "AdminCheck", "rotate-leaders", "--bootstrap", POOL_BOOTSTRAP, "--topic", topic_name)
+    def full_isr():
+        _, lines = run_java(java_helpers, "AdminCheck", "leaders", "--bootstrap", POOL_BOOTSTRAP, "--topic", topic_name)
+        parts = [l.split() for l in lines if l.startswith("part ")]
+        return len(parts) == 6 and all(set(p[5].split(",")) == set(p[7].split(",")) == {"1", "2", "3"} for p in parts)
+
+    deadline = time.time() + 60
+    while not full_isr():
+        assert time.time() < deadline, "topic replicas are not 1,2,3 with a full ISR"
+        time.sleep(1)
+    before = leaders(java_helpers, POOL_BOOTSTRAP, topic_name)
     assert VICTIM in before.values(), before
 
     cfg = tmp_path / "producer.properties"

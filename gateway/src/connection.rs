@@ -118,13 +118,16 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, target: Target, shared: 
         Ok(s) => s,
         Err(e) => {
             warn!(%peer, ?target, error = %e, "closing client connection: no upstream");
+            if let Target::Broker(id) = target {
+                shared.pool.confirm_down(id).await;
+            }
             return;
         }
     };
     // Bind the connection's life to its broker's listener, so a departed broker takes
     // its connections with it.
     let cancel = node.and_then(|id| shared.broker_token(id)).unwrap_or(parent).child_token();
-    match run(client, upstream, peer, &shared, &cancel).await {
+    match run(client, upstream, peer, node, &shared, &cancel).await {
         Ok(()) => debug!(%peer, ?node, "connection closed by client"),
         Err(e) if e.is_client_fault() => warn!(%peer, ?node, error = %e, "closing client connection"),
         Err(e) => info!(%peer, ?node, error = %e, "connection closed"),
@@ -135,6 +138,7 @@ async fn run(
     client: TcpStream,
     upstream: TcpStream,
     peer: SocketAddr,
+    node: Option<i32>,
     shared: &Shared,
     cancel: &CancellationToken,
 ) -> Result<(), ConnError> {
@@ -150,7 +154,15 @@ async fn run(
             _ = cancel.cancelled() => return Err(ConnError::Cancelled),
             // A clean client close lets the writer deliver what is still in flight.
             r = &mut reader, if !reader_done => { r?; reader_done = true; }
-            w = &mut writer => return w,
+            w = &mut writer => {
+                if let (Err(ConnError::UpstreamClosed { .. } | ConnError::UpstreamIo(_) | ConnError::UpstreamFrame(_)), Some(id)) = (&w, node) {
+                    // The client socket is still open here: if the broker itself is gone,
+                    // close its listener first, so the client's reconnect is refused
+                    // rather than accepted and dropped.
+                    shared.pool.confirm_down(id).await;
+                }
+                return w;
+            }
         }
     }
 }

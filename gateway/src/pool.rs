@@ -5,7 +5,7 @@
 //! only ever *replaces* the broker set after a successful answer, so a failed poll
 //! never tears listeners down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -52,6 +52,11 @@ pub struct Pool {
     bootstrap: Vec<String>,
     connect_timeout: Duration,
     brokers: watch::Sender<BrokerSet>,
+    /// Brokers the pool still lists but that refuse connections (killed, not yet
+    /// fenced). Their listeners close so clients get "connection refused", exactly as
+    /// when dialling a dead broker directly; some clients (franz-go) treat an accepted
+    /// connection that closes at once as a TLS/SASL misconfiguration and stop.
+    down: watch::Sender<BTreeSet<i32>>,
     /// The pool's API version ranges, learnt by discovery; used for the gateway's own
     /// ApiVersions answers (KIP-511) and for the intersection.
     versions: RwLock<HashMap<i16, VersionRange>>,
@@ -65,6 +70,7 @@ impl Pool {
             bootstrap,
             connect_timeout,
             brokers: watch::Sender::new(BrokerSet::new()),
+            down: watch::Sender::new(BTreeSet::new()),
             versions: RwLock::new(HashMap::new()),
             next: AtomicUsize::new(0),
         })
@@ -72,6 +78,58 @@ impl Pool {
 
     pub fn subscribe(&self) -> watch::Receiver<BrokerSet> {
         self.brokers.subscribe()
+    }
+
+    pub fn subscribe_down(&self) -> watch::Receiver<BTreeSet<i32>> {
+        self.down.subscribe()
+    }
+
+    /// Checks whether broker `node_id` still accepts connections; if not, marks it down
+    /// until a probe reaches it again. Returns whether it is down.
+    pub async fn confirm_down(&self, node_id: i32) -> bool {
+        let Some(addr) = self.brokers.borrow().get(&node_id).map(|b| b.addr.clone()) else {
+            return false;
+        };
+        let probe = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(&addr)).await;
+        let down = !matches!(probe, Ok(Ok(_)));
+        if down {
+            self.down.send_if_modified(|set| {
+                let added = set.insert(node_id);
+                if added {
+                    warn!(node_id, %addr, "pool broker refuses connections: closing its listener until it is back");
+                }
+                added
+            });
+        }
+        down
+    }
+
+    /// Re-probes brokers marked down and clears those that accept connections again.
+    pub async fn run_down_probe(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let down: Vec<i32> = self.down.borrow().iter().copied().collect();
+            for node_id in down {
+                let addr = self.brokers.borrow().get(&node_id).map(|b| b.addr.clone());
+                let back = match addr {
+                    // Gone from the pool's metadata: nothing to probe, discovery owns it now.
+                    None => true,
+                    Some(addr) => matches!(
+                        tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(&addr)).await,
+                        Ok(Ok(_))
+                    ),
+                };
+                if back {
+                    info!(node_id, "pool broker reachable again");
+                    self.down.send_modify(|set| {
+                        set.remove(&node_id);
+                    });
+                }
+            }
+        }
     }
 
     pub fn brokers(&self) -> BrokerSet {
@@ -137,8 +195,14 @@ impl Pool {
     /// Connects to any live broker, round-robin, falling back to the configured
     /// bootstrap addresses. Returns the node id when known.
     pub async fn connect_any(&self) -> Result<(TcpStream, Option<i32>), PoolError> {
-        let mut candidates: Vec<(Option<i32>, String)> =
-            self.brokers.borrow().values().map(|b| (Some(b.node_id), b.addr.clone())).collect();
+        let down = self.down.borrow().clone();
+        let mut candidates: Vec<(Option<i32>, String)> = self
+            .brokers
+            .borrow()
+            .values()
+            .filter(|b| !down.contains(&b.node_id))
+            .map(|b| (Some(b.node_id), b.addr.clone()))
+            .collect();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         if !candidates.is_empty() {
             let len = candidates.len();

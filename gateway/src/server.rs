@@ -70,6 +70,7 @@ impl Gateway {
         info!(%bootstrap_addr, "bootstrap listener open");
         tasks.spawn(accept_loop(bootstrap, Target::Any, shared.clone(), cancel.child_token(), tasks.clone()));
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
+        tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
         Ok(Gateway { bootstrap_addr, shared, cancel, tasks })
     }
@@ -109,16 +110,21 @@ async fn accept_loop(
     }
 }
 
-/// Keeps one listener per pool broker in step with discovery.
+/// Keeps one listener per pool broker in step with discovery: open for every broker
+/// the pool lists, except those found refusing connections.
 async fn manage_broker_listeners(shared: Arc<Shared>, cancel: CancellationToken, tasks: TaskTracker) {
     let mut brokers = shared.pool.subscribe();
+    let mut down = shared.pool.subscribe_down();
     loop {
-        let current = brokers.borrow_and_update().clone();
+        let mut current = brokers.borrow_and_update().clone();
+        for id in down.borrow_and_update().iter() {
+            current.remove(id);
+        }
         let mut bind_failed = false;
         let open: Vec<i32> = shared.broker_tokens.lock().map(|t| t.keys().copied().collect()).unwrap_or_default();
         for id in open.iter().filter(|id| !current.contains_key(id)) {
             if let Some(token) = shared.broker_tokens.lock().ok().and_then(|mut t| t.remove(id)) {
-                info!(node_id = id, "pool broker departed: closing its listener and connections");
+                info!(node_id = id, "pool broker departed or down: closing its listener and connections");
                 token.cancel();
             }
         }
@@ -145,6 +151,7 @@ async fn manage_broker_listeners(shared: Arc<Shared>, cancel: CancellationToken,
         tokio::select! {
             _ = cancel.cancelled() => return,
             changed = brokers.changed() => if changed.is_err() { return },
+            changed = down.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(2)), if bind_failed => {}
         }
     }

@@ -131,7 +131,7 @@ impl Report {
             } else {
                 "release"
             },
-            git_commit: command_line("git", &["rev-parse", "--short=12", "HEAD"]),
+            git_commit: git_commit(),
             load_before,
             load_after,
         };
@@ -338,6 +338,21 @@ fn command_line(program: &str, args: &[&str]) -> String {
                 .map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// HEAD's short hash, marked when `gateway/` differs from it (the binary may then
+/// hold uncommitted work).
+fn git_commit() -> String {
+    let head = command_line("git", &["rev-parse", "--short=12", "HEAD"]);
+    let clean = Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--", "gateway"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if clean {
+        head
+    } else {
+        format!("{head} (gateway/ has uncommitted changes)")
+    }
 }
 
 /// The cargo profile a binary was built with, from `target/<profile>/<bin>`.

@@ -82,6 +82,13 @@ def java_helpers(pool):
     return build_helpers()
 
 
+@pytest.fixture
+def gateway_stays_up(gateway):
+    """Fails a test (at teardown) if the gateway process died while it ran."""
+    yield
+    assert gateway.alive(), "gateway exited during the test:\n" + gateway.log()[-5000:]
+
+
 def run_java(build: Path, cls: str, *args, timeout=120, check=True):
     """Runs a helper to completion; returns (CompletedProcess, stdout lines)."""
     res = subprocess.run(java_cmd(build, cls, *args), capture_output=True, text=True, timeout=timeout)

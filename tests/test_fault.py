@@ -5,8 +5,12 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from conftest import POOL_BOOTSTRAP, POOL_SH, ROOT, kafka_tool
-from jvm import JavaProc, dump_topic, java_helpers, run_java  # noqa: F401  (fixture)
+from jvm import gateway_stays_up, JavaProc, dump_topic, java_helpers, run_java  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("gateway_stays_up")
 
 VICTIM = 2
 

@@ -2,14 +2,14 @@
 idempotent producer, transactions, classic and KIP-848 consumer groups with rebalances,
 committed offsets, cluster addresses, and a producer riding through leader changes."""
 import collections
-import os
 import re
-import time
 
 import pytest
 
 from conftest import POOL_BOOTSTRAP, kafka_tool
-from jvm import JavaProc, assert_gateway_addresses, dump_topic, java_helpers, parse_acks, run_java  # noqa: F401
+from jvm import gateway_stays_up, JavaProc, assert_gateway_addresses, dump_topic, java_helpers, parse_acks, run_java  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("gateway_stays_up")
 
 
 def create_topic(bootstrap, topic, partitions=3, rf=3):

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from conftest import POOL_BOOTSTRAP, kafka_tool
-from jvm import java_helpers, run_java  # noqa: F401  (fixture)
+from jvm import gateway_stays_up, java_helpers, run_java  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("gateway_stays_up")
 
 BROKER_IDS = {1, 2, 3}
 

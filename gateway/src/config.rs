@@ -5,6 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use sluice_tenancy::{IssuerConfig, TenantId};
+
+use crate::sasl::Mechanism;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -23,6 +26,29 @@ struct RawConfig {
     pool: RawPool,
     #[serde(default)]
     limits: RawLimits,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default = "default_mechanisms")]
+    mechanisms: Vec<String>,
+    /// Longest session before re-authentication (Kafka's connections.max.reauth.ms).
+    #[serde(default = "default_max_session_ms")]
+    max_session_ms: u64,
+    /// Tenants that exist, until the tenant store holds them.
+    #[serde(default)]
+    tenants: Vec<String>,
+    #[serde(default)]
+    issuers: Vec<IssuerConfig>,
+}
+
+fn default_mechanisms() -> Vec<String> {
+    vec!["OAUTHBEARER".into(), "PLAIN".into()]
+}
+fn default_max_session_ms() -> u64 {
+    60 * 60 * 1000
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +69,17 @@ pub enum AuthMode {
     /// No authentication: a development listener with operator-level reach. Only ever
     /// on when the config says so explicitly.
     None,
+    /// SASL OAUTHBEARER/PLAIN with JWTs from the issuers in `[auth]`.
+    Sasl,
+}
+
+/// Checked `[auth]` settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mechanisms: Vec<Mechanism>,
+    pub max_session: Duration,
+    pub tenants: Vec<TenantId>,
+    pub issuers: Vec<IssuerConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +132,8 @@ pub struct Config {
     pub bootstrap_port: u16,
     pub broker_port_base: u16,
     pub auth: AuthMode,
+    /// Present exactly when `auth` is `Sasl`.
+    pub sasl: Option<AuthConfig>,
     pub pool_bootstrap: Vec<String>,
     pub metadata_refresh: Duration,
     pub connect_timeout: Duration,
@@ -133,6 +172,14 @@ impl Config {
                     .into(),
             );
         };
+        let sasl = match (auth, raw.auth) {
+            (AuthMode::None, None) => None,
+            (AuthMode::None, Some(_)) => {
+                return invalid("[auth] is set but listener.auth = \"none\"; set listener.auth = \"sasl\"".into())
+            }
+            (AuthMode::Sasl, None) => return invalid("listener.auth = \"sasl\" needs an [auth] section".into()),
+            (AuthMode::Sasl, Some(a)) => Some(check_auth(a)?),
+        };
         if raw.listener.advertised_host.trim().is_empty() {
             return invalid("listener.advertised_host is empty".into());
         }
@@ -157,6 +204,7 @@ impl Config {
             bootstrap_port: raw.listener.bootstrap_port,
             broker_port_base: raw.listener.broker_port_base,
             auth,
+            sasl,
             pool_bootstrap: raw.pool.bootstrap,
             metadata_refresh: Duration::from_millis(raw.pool.metadata_refresh_ms.max(100)),
             connect_timeout: Duration::from_millis(raw.pool.connect_timeout_ms.max(100)),
@@ -176,6 +224,32 @@ impl Config {
         let port = i64::from(self.broker_port_base) + i64::from(node_id);
         u16::try_from(port).ok().filter(|p| *p != self.bootstrap_port && *p != 0)
     }
+}
+
+fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
+    let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+    let mut mechanisms = Vec::new();
+    for name in &raw.mechanisms {
+        match Mechanism::parse(name) {
+            Some(m) => mechanisms.push(m),
+            None => return invalid(format!("auth.mechanisms: {name:?} is not OAUTHBEARER or PLAIN")),
+        }
+    }
+    if mechanisms.is_empty() {
+        return invalid("auth.mechanisms is empty".into());
+    }
+    if raw.issuers.is_empty() {
+        return invalid("[auth] lists no [[auth.issuers]]: no token could ever be accepted".into());
+    }
+    if raw.max_session_ms < 1000 {
+        return invalid(format!("auth.max_session_ms {} is below 1000", raw.max_session_ms));
+    }
+    let tenants = raw
+        .tenants
+        .iter()
+        .map(|t| t.parse::<TenantId>().map_err(|e| ConfigError::Invalid(format!("auth.tenants: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AuthConfig { mechanisms, max_session: Duration::from_millis(raw.max_session_ms), tenants, issuers: raw.issuers })
 }
 
 #[cfg(test)]
@@ -204,6 +278,22 @@ bootstrap = ["127.0.0.1:29091"]
     fn open_listener_must_be_explicit() {
         let err = Config::parse(&BASE.replace("auth = \"none\"", ""), "t").unwrap_err();
         assert!(err.to_string().contains("listener.auth"), "{err}");
+    }
+
+    #[test]
+    fn sasl_needs_issuers_and_valid_tenants() {
+        let sasl = BASE.replace("auth = \"none\"", "auth = \"sasl\"");
+        let err = Config::parse(&sasl, "t").unwrap_err();
+        assert!(err.to_string().contains("[auth]"), "{err}");
+        let with_auth = format!(
+            "{sasl}\n[auth]\ntenants = [\"demo\"]\n[[auth.issuers]]\nissuer = \"https://i\"\naudience = [\"sluice\"]\njwks_file = \"/k.json\"\n"
+        );
+        let cfg = Config::parse(&with_auth, "t").unwrap();
+        let auth = cfg.sasl.unwrap();
+        assert_eq!(auth.mechanisms, vec![Mechanism::OAuthBearer, Mechanism::Plain]);
+        assert_eq!(auth.tenants[0].as_str(), "demo");
+        let err = Config::parse(&with_auth.replace("\"demo\"", "\"Not_A_Tenant\""), "t").unwrap_err();
+        assert!(err.to_string().contains("auth.tenants"), "{err}");
     }
 
     #[test]

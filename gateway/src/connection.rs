@@ -29,6 +29,7 @@ use crate::api_table;
 use crate::codec::{FrameError, FrameReader, ReadLimits};
 use crate::protocol::{parse_request_header, produce_acks, WireError};
 use crate::rewrite::{rewrite_response, unsupported_api_versions, Observed, RewriteError};
+use crate::sasl::{Identity, SaslSession, Step};
 use crate::server::Shared;
 
 /// Which pool broker a client connection is for.
@@ -80,6 +81,12 @@ pub enum ConnError {
     UpstreamIo(std::io::Error),
     #[error("closed by the gateway (broker gone or shutting down)")]
     Cancelled,
+    #[error("SASL: {0}")]
+    Sasl(String),
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+    #[error("session expired without re-authentication")]
+    SessionExpired,
 }
 
 impl ConnError {
@@ -93,6 +100,8 @@ impl ConnError {
                 | ConnError::UnknownApiKey { .. }
                 | ConnError::NotOffered { .. }
                 | ConnError::UnsupportedVersion { .. }
+                | ConnError::Sasl(_)
+                | ConnError::AuthenticationFailed(_)
         )
     }
 }
@@ -103,7 +112,13 @@ enum Pending {
     Upstream { correlation_id: i32, api: ApiKey, version: i16 },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),
+    /// Close once everything before it is written (failed authentication).
+    Close(String),
 }
+
+/// Kafka's `connection.failed.authentication.delay.ms`: a failed client waits this long
+/// for the close, which slows down password-guessing loops.
+const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
 pub async fn serve(client: TcpStream, peer: SocketAddr, target: Target, shared: Arc<Shared>, parent: CancellationToken) {
     let _ = client.set_nodelay(true);
@@ -176,20 +191,48 @@ async fn client_to_pool(
 ) -> Result<(), ConnError> {
     let limits = shared.config.limits;
     let mut first_request = true;
+    let mut session: Option<SaslSession<sluice_tenancy::Principal>> = shared.sasl.as_ref().map(|_| SaslSession::default());
     loop {
+        let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
         let read_limits = ReadLimits {
             max_frame: limits.max_frame_bytes,
-            idle: if first_request { limits.preauth_timeout } else { limits.idle_timeout },
+            idle: if first_request || !authenticated { limits.preauth_timeout } else { limits.idle_timeout },
             frame: limits.frame_timeout,
             reserve_ahead: CLIENT_RESERVE_AHEAD,
         };
         if !client.has_buffered_frame(limits.max_frame_bytes) {
             upstream.flush().await.map_err(ConnError::UpstreamIo)?;
         }
-        let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
+        let expires = session.as_ref().and_then(|s| s.expires());
+        let read = client.read_frame(read_limits);
+        let frame = match expires {
+            // A session that lapses without re-authentication ends the connection.
+            Some(at) => tokio::select! {
+                r = read => r,
+                _ = tokio::time::sleep_until(at) => return Err(ConnError::SessionExpired),
+            },
+            None => read.await,
+        };
+        let Some(frame) = frame.map_err(ConnError::ClientFrame)? else {
             return upstream.flush().await.map_err(ConnError::UpstreamIo);
         };
         first_request = false;
+        if let (Some(sess), Some(settings)) = (session.as_mut(), shared.sasl.as_ref()) {
+            if sess.expires().is_some_and(|at| at <= tokio::time::Instant::now()) {
+                return Err(ConnError::SessionExpired);
+            }
+            if sess.expects_raw_token() {
+                match sess.on_raw_token(frame.payload(), settings).await {
+                    Step::Authenticated(answer, principal) => {
+                        log_authenticated(peer, &principal, "raw v0");
+                        send_pending(&pending, Pending::Local(answer)).await?;
+                        continue;
+                    }
+                    Step::Close(reason) | Step::Fail(_, reason) => return Err(ConnError::AuthenticationFailed(reason)),
+                    Step::Forward | Step::Reply(_) => return Err(ConnError::Sasl("unexpected raw SASL step".into())),
+                }
+            }
+        }
         let header = parse_request_header(frame.payload())?;
         let Some(api) = header.known_key() else {
             return Err(ConnError::UnknownApiKey {
@@ -216,6 +259,27 @@ async fn client_to_pool(
         if header.api_version < range.min || header.api_version > range.max {
             return Err(ConnError::UnsupportedVersion { api, version: header.api_version, min: range.min, max: range.max });
         }
+        if let (Some(sess), Some(settings), Some(body_at)) = (session.as_mut(), shared.sasl.as_ref(), header.body_offset) {
+            match sess.on_request(&header, api, frame.0.slice(4 + body_at..), settings).await {
+                Step::Forward => {}
+                Step::Reply(answer) => {
+                    send_pending(&pending, Pending::Local(answer)).await?;
+                    continue;
+                }
+                Step::Authenticated(answer, principal) => {
+                    log_authenticated(peer, &principal, "SaslAuthenticate");
+                    send_pending(&pending, Pending::Local(answer)).await?;
+                    continue;
+                }
+                Step::Fail(answer, reason) => {
+                    // Answer with the Kafka error, then let the writer close the connection.
+                    send_pending(&pending, Pending::Local(answer)).await?;
+                    send_pending(&pending, Pending::Close(reason)).await?;
+                    return upstream.flush().await.map_err(ConnError::UpstreamIo);
+                }
+                Step::Close(reason) => return Err(ConnError::Sasl(reason)),
+            }
+        }
         let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
         if expects_response {
             send_pending(
@@ -226,6 +290,10 @@ async fn client_to_pool(
         }
         upstream.write_all(&frame.0).await.map_err(ConnError::UpstreamIo)?;
     }
+}
+
+fn log_authenticated(peer: SocketAddr, principal: &sluice_tenancy::Principal, how: &str) {
+    info!(%peer, tenant = principal.tenant(), subject = principal.subject(), how, "client authenticated");
 }
 
 async fn send_pending(pending: &mpsc::Sender<Pending>, entry: Pending) -> Result<(), ConnError> {
@@ -242,6 +310,11 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
     while let Some(entry) = pending.recv().await {
         match entry {
             Pending::Local(bytes) => client.write_all(&bytes).await.map_err(ConnError::ClientIo)?,
+            Pending::Close(reason) => {
+                client.flush().await.map_err(ConnError::ClientIo)?;
+                tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+                return Err(ConnError::AuthenticationFailed(reason));
+            }
             Pending::Upstream { correlation_id, api, version } => {
                 if !upstream.has_buffered_frame(UPSTREAM_LIMITS.max_frame) {
                     client.flush().await.map_err(ConnError::ClientIo)?;

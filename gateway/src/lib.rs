@@ -9,6 +9,7 @@
 
 pub mod api_table;
 pub mod codec;
+pub mod issuer;
 pub mod config;
 pub mod connection;
 pub mod pool;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_gateway::config::Config;
+use sluice_gateway::issuer::{now_and_expiry, Claims, SigningKey};
 use sluice_gateway::server::Gateway;
 use tracing::info;
 
@@ -29,6 +30,40 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// sluice's own signing key and tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an Ed25519 signing key (kept if it exists) and write its JWKS.
+    Keygen {
+        /// PKCS#8 PEM file for the private key (created with mode 0600).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the public JWKS that issuers' `jwks_file` points at.
+        #[arg(long)]
+        jwks: PathBuf,
+    },
+    /// Mint a JWT for a tenant principal, for operators and tests; prints it.
+    Mint {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long, default_value = "sluice")]
+        audience: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// Names of the tenant's stored policies to carry in `sluice:policies`.
+        #[arg(long, value_delimiter = ',')]
+        policies: Option<Vec<String>>,
+    },
 }
 
 #[tokio::main]
@@ -43,6 +78,30 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Token(TokenCommand::Keygen { key, jwks }) => {
+            let signing = SigningKey::load_or_generate(&key)?;
+            std::fs::write(&jwks, serde_json::to_vec_pretty(&signing.jwks())?)
+                .with_context(|| format!("writing {}", jwks.display()))?;
+            println!("kid {} key {} jwks {}", signing.kid(), key.display(), jwks.display());
+            Ok(())
+        }
+        Command::Token(TokenCommand::Mint { key, issuer, audience, tenant, subject, ttl_secs, policies }) => {
+            let signing = SigningKey::load(&key)?;
+            let (now, exp) = now_and_expiry(Duration::from_secs(ttl_secs));
+            let token = signing.mint(&Claims {
+                iss: &issuer,
+                aud: &audience,
+                sub: &subject,
+                iat: now,
+                nbf: now,
+                exp,
+                tenant: &tenant,
+                policies: policies.as_deref(),
+                scope: None,
+            })?;
+            println!("{token}");
             Ok(())
         }
         Command::Serve { config } => {

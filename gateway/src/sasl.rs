@@ -145,6 +145,28 @@ pub fn parse_plain(msg: &[u8]) -> Result<&str, SaslParseError> {
     Ok(password)
 }
 
+/// Tokens checked by the tenancy crate's issuers.
+pub struct JwtVerifier(pub sluice_tenancy::Authenticator);
+
+impl Identity for sluice_tenancy::Principal {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+    fn tenant(&self) -> &str {
+        self.tenant.as_str()
+    }
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+impl TokenVerifier for JwtVerifier {
+    type Principal = sluice_tenancy::Principal;
+    async fn verify(&self, token: &str) -> Result<Self::Principal, String> {
+        self.0.verify(token).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Listener-wide SASL settings.
 pub struct SaslSettings<V> {
     pub mechanisms: Vec<Mechanism>,

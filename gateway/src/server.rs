@@ -17,12 +17,15 @@ use crate::config::{AuthMode, Config};
 use crate::connection::{self, Target};
 use crate::pool::Pool;
 use crate::rewrite::Advertised;
+use crate::sasl::{JwtVerifier, SaslSettings};
 
 /// State every connection reads.
 pub struct Shared {
     pub config: Config,
     pub pool: Arc<Pool>,
     pub advertised: Advertised,
+    /// Set when clients must authenticate with SASL.
+    pub sasl: Option<SaslSettings<JwtVerifier>>,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -46,7 +49,25 @@ impl Gateway {
     /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let sasl = match &config.sasl {
+            None => None,
+            Some(auth) => {
+                let tenants: sluice_tenancy::StaticTenants = auth.tenants.iter().cloned().collect();
+                let authenticator = sluice_tenancy::Authenticator::new(auth.issuers.clone(), Arc::new(tenants))
+                    .context("configuring token issuers")?;
+                // Keys that cannot be loaded now are retried when a token names them.
+                if let Err(e) = authenticator.refresh_keys().await {
+                    warn!(error = %e, "loading issuer keys failed; will retry on first use");
+                }
+                Some(SaslSettings {
+                    mechanisms: auth.mechanisms.clone(),
+                    max_session: auth.max_session,
+                    verifier: JwtVerifier(authenticator),
+                })
+            }
+        };
         let shared = Arc::new(Shared {
+            sasl,
             advertised: Advertised {
                 host: StrBytes::from_string(config.advertised_host.clone()),
                 broker_port_base: config.broker_port_base,

@@ -27,6 +27,49 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     auth: Option<RawAuth>,
+    admin: Option<RawAdmin>,
+    issuer: Option<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// host:port of the admin HTTP listener.
+    bind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    /// The `iss` of tokens sluice mints, and the base URL of its token endpoint.
+    url: String,
+    #[serde(default = "default_audience")]
+    audience: String,
+    key_file: std::path::PathBuf,
+    /// Development: create and persist the key when the file does not exist.
+    #[serde(default)]
+    generate_key: bool,
+    clients_file: std::path::PathBuf,
+    #[serde(default = "default_token_ttl_secs")]
+    token_ttl_secs: u64,
+}
+
+fn default_audience() -> String {
+    "sluice".into()
+}
+fn default_token_ttl_secs() -> u64 {
+    3600
+}
+
+/// sluice's own OAuth2 issuer (served on the admin listener).
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    pub url: String,
+    pub audience: String,
+    pub key_file: std::path::PathBuf,
+    pub generate_key: bool,
+    pub clients_file: std::path::PathBuf,
+    pub token_ttl: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +177,9 @@ pub struct Config {
     pub auth: AuthMode,
     /// Present exactly when `auth` is `Sasl`.
     pub sasl: Option<AuthConfig>,
+    /// Admin HTTP listener address.
+    pub admin_bind: Option<String>,
+    pub issuer: Option<IssuerSettings>,
     pub pool_bootstrap: Vec<String>,
     pub metadata_refresh: Duration,
     pub connect_timeout: Duration,
@@ -178,7 +224,7 @@ impl Config {
                 return invalid("[auth] is set but listener.auth = \"none\"; set listener.auth = \"sasl\"".into())
             }
             (AuthMode::Sasl, None) => return invalid("listener.auth = \"sasl\" needs an [auth] section".into()),
-            (AuthMode::Sasl, Some(a)) => Some(check_auth(a)?),
+            (AuthMode::Sasl, Some(a)) => Some(check_auth(a, raw.issuer.is_some())?),
         };
         if raw.listener.advertised_host.trim().is_empty() {
             return invalid("listener.advertised_host is empty".into());
@@ -205,6 +251,23 @@ impl Config {
             broker_port_base: raw.listener.broker_port_base,
             auth,
             sasl,
+            admin_bind: raw.admin.map(|a| a.bind),
+            issuer: match raw.issuer {
+                None => None,
+                Some(i) => {
+                    if i.url.trim_end_matches('/').is_empty() || i.token_ttl_secs == 0 {
+                        return invalid("issuer.url must be set and issuer.token_ttl_secs above 0".into());
+                    }
+                    Some(IssuerSettings {
+                        url: i.url.trim_end_matches('/').to_owned(),
+                        audience: i.audience,
+                        key_file: i.key_file,
+                        generate_key: i.generate_key,
+                        clients_file: i.clients_file,
+                        token_ttl: Duration::from_secs(i.token_ttl_secs),
+                    })
+                }
+            },
             pool_bootstrap: raw.pool.bootstrap,
             metadata_refresh: Duration::from_millis(raw.pool.metadata_refresh_ms.max(100)),
             connect_timeout: Duration::from_millis(raw.pool.connect_timeout_ms.max(100)),
@@ -226,7 +289,7 @@ impl Config {
     }
 }
 
-fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
+fn check_auth(raw: RawAuth, own_issuer: bool) -> Result<AuthConfig, ConfigError> {
     let invalid = |msg: String| Err(ConfigError::Invalid(msg));
     let mut mechanisms = Vec::new();
     for name in &raw.mechanisms {
@@ -238,8 +301,8 @@ fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     if mechanisms.is_empty() {
         return invalid("auth.mechanisms is empty".into());
     }
-    if raw.issuers.is_empty() {
-        return invalid("[auth] lists no [[auth.issuers]]: no token could ever be accepted".into());
+    if raw.issuers.is_empty() && !own_issuer {
+        return invalid("[auth] lists no [[auth.issuers]] and there is no [issuer]: no token could ever be accepted".into());
     }
     if raw.max_session_ms < 1000 {
         return invalid(format!("auth.max_session_ms {} is below 1000", raw.max_session_ms));

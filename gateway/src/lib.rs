@@ -7,7 +7,9 @@
 //! discovers the brokers and `server` keeps one listener per broker.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api_table;
+pub mod clients;
 pub mod codec;
 pub mod issuer;
 pub mod config;

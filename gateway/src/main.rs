@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice_gateway::clients::ClientStore;
 use sluice_gateway::config::Config;
 use sluice_gateway::issuer::{now_and_expiry, Claims, SigningKey};
 use sluice_gateway::server::Gateway;
@@ -33,6 +34,25 @@ enum Command {
     /// sluice's own signing key and tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// OAuth clients (client-credentials grant) of sluice's own issuer.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client for a tenant; prints its id and secret (the secret only now).
+    Create {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// The principal its tokens carry (default: the client id).
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        policies: Option<Vec<String>>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +122,17 @@ async fn main() -> anyhow::Result<()> {
                 scope: None,
             })?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Client(ClientCommand::Create { config, tenant, subject, policies }) => {
+            let config = Config::load(&config)?;
+            let issuer = config.issuer.context("the config has no [issuer] section")?;
+            let tenant = tenant.parse().context("--tenant")?;
+            let created = ClientStore::new(issuer.clients_file).create(tenant, subject, policies)?;
+            println!("client_id={}", created.client_id);
+            println!("client_secret={}", created.secret);
+            println!("token_endpoint={}/oauth2/token", issuer.url);
+            eprintln!("The secret is shown only now; sluice stores only its argon2 hash.");
             Ok(())
         }
         Command::Serve { config } => {

@@ -17,6 +17,8 @@ use crate::config::{AuthMode, Config};
 use crate::connection::{self, Target};
 use crate::pool::Pool;
 use crate::rewrite::Advertised;
+use crate::clients::ClientStore;
+use crate::issuer::SigningKey;
 use crate::sasl::{JwtVerifier, SaslSettings};
 
 /// State every connection reads.
@@ -40,6 +42,7 @@ impl Shared {
 /// A running gateway: its bound addresses and the handle that stops it.
 pub struct Gateway {
     pub bootstrap_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -49,11 +52,26 @@ impl Gateway {
     /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let own_issuer = match &config.issuer {
+            None => None,
+            Some(settings) => Some(Arc::new(start_issuer(settings)?)),
+        };
         let sasl = match &config.sasl {
             None => None,
             Some(auth) => {
                 let tenants: sluice_tenancy::StaticTenants = auth.tenants.iter().cloned().collect();
-                let authenticator = sluice_tenancy::Authenticator::new(auth.issuers.clone(), Arc::new(tenants))
+                let mut issuers = auth.issuers.clone();
+                if let Some(settings) = &config.issuer {
+                    // Tokens sluice mints are verified like any issuer's, from the JWKS it wrote.
+                    issuers.push(sluice_tenancy::IssuerConfig {
+                        issuer: settings.url.clone(),
+                        audience: vec![settings.audience.clone()],
+                        jwks_file: Some(jwks_path(&settings.key_file)),
+                        algorithms: vec!["EdDSA".into()],
+                        ..Default::default()
+                    });
+                }
+                let authenticator = sluice_tenancy::Authenticator::new(issuers, Arc::new(tenants))
                     .context("configuring token issuers")?;
                 // Keys that cannot be loaded now are retried when a token names them.
                 if let Err(e) = authenticator.refresh_keys().await {
@@ -90,10 +108,22 @@ impl Gateway {
         let bootstrap_addr = bootstrap.local_addr()?;
         info!(%bootstrap_addr, "bootstrap listener open");
         tasks.spawn(accept_loop(bootstrap, Target::Any, shared.clone(), cancel.child_token(), tasks.clone()));
+        let admin_addr = match (&shared.config.admin_bind, own_issuer) {
+            (None, _) => None,
+            (Some(bind), None) => anyhow::bail!("[admin] bind = {bind:?} is set but there is no [issuer] to serve"),
+            (Some(bind), Some(issuer)) => {
+                let listener =
+                    TcpListener::bind(bind.as_str()).await.with_context(|| format!("binding the admin listener on {bind}"))?;
+                let addr = listener.local_addr()?;
+                info!(%addr, "admin listener open (OAuth2 token endpoint, JWKS)");
+                tasks.spawn(crate::admin::serve(listener, issuer, cancel.child_token()));
+                Some(addr)
+            }
+        };
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
-        Ok(Gateway { bootstrap_addr, shared, cancel, tasks })
+        Ok(Gateway { bootstrap_addr, admin_addr, shared, cancel, tasks })
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
@@ -104,6 +134,29 @@ impl Gateway {
             warn!("some connections did not close within {grace:?}");
         }
     }
+}
+
+/// Where the public JWKS of the issuer key at `key_file` is written.
+pub fn jwks_path(key_file: &std::path::Path) -> std::path::PathBuf {
+    key_file.with_extension("jwks.json")
+}
+
+fn start_issuer(settings: &crate::config::IssuerSettings) -> anyhow::Result<crate::admin::Issuer> {
+    let key = if settings.generate_key {
+        SigningKey::load_or_generate(&settings.key_file)?
+    } else {
+        SigningKey::load(&settings.key_file)?
+    };
+    let jwks = jwks_path(&settings.key_file);
+    std::fs::write(&jwks, key.jwks().to_string()).with_context(|| format!("writing {}", jwks.display()))?;
+    info!(kid = key.kid(), url = %settings.url, "token issuer ready");
+    Ok(crate::admin::Issuer {
+        url: settings.url.clone(),
+        audience: settings.audience.clone(),
+        key,
+        clients: ClientStore::new(settings.clients_file.clone()),
+        token_ttl: settings.token_ttl,
+    })
 }
 
 async fn accept_loop(

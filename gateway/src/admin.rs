@@ -1,0 +1,185 @@
+//! The admin HTTP listener (hyper). Today it serves sluice's OAuth2 issuer:
+//! `POST /oauth2/token` (client-credentials grant, HTTP Basic or form credentials),
+//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`. With these,
+//! Java's `OAuthBearerLoginCallbackHandler` and librdkafka's
+//! `sasl.oauthbearer.method=oidc` get tokens from config alone.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clients::ClientStore;
+use crate::issuer::{now_and_expiry, Claims, SigningKey};
+
+/// Largest request body the admin listener reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// sluice's own token issuer.
+pub struct Issuer {
+    /// The `iss` of minted tokens, and the base URL of the endpoints.
+    pub url: String,
+    pub audience: String,
+    pub key: SigningKey,
+    pub clients: ClientStore,
+    pub token_ttl: Duration,
+}
+
+pub async fn serve(listener: TcpListener, issuer: Arc<Issuer>, cancel: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let issuer = issuer.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let issuer = issuer.clone();
+                async move { Ok::<_, Infallible>(route(req, issuer).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// An RFC 6749 section 5.2 error.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
+    let mut resp = json(status, serde_json::json!({ "error": error, "error_description": description }));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Basic realm=\"sluice\""));
+    }
+    resp
+}
+
+async fn route(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/.well-known/jwks.json") => json(StatusCode::OK, issuer.key.jwks()),
+        (&Method::GET, "/.well-known/openid-configuration") => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "issuer": issuer.url,
+                "token_endpoint": format!("{}/oauth2/token", issuer.url),
+                "jwks_uri": format!("{}/.well-known/jwks.json", issuer.url),
+                "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "id_token_signing_alg_values_supported": ["EdDSA"],
+                "response_types_supported": ["token"],
+            }),
+        ),
+        (&Method::POST, "/oauth2/token") => token(req, issuer).await,
+        (_, "/oauth2/token" | "/.well-known/jwks.json" | "/.well-known/openid-configuration") => {
+            json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "method not allowed" }))
+        }
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
+    }
+}
+
+/// Client id and secret from HTTP Basic (RFC 6749 2.3.1: each form-urlencoded).
+fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+async fn token(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Bytes>> {
+    let basic = basic_credentials(&req);
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large"),
+    };
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    match field("grant_type").as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported"),
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing"),
+    }
+    let Some((client_id, secret)) = basic.or_else(|| Some((field("client_id")?, field("client_secret")?))) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client credentials are missing");
+    };
+    // argon2 is deliberately slow: keep it off the async workers.
+    let store = issuer.clone();
+    let id = client_id.clone();
+    let checked = tokio::task::spawn_blocking(move || store.clients.authenticate(&id, &secret)).await;
+    let record = match checked.unwrap_or_else(|e| Err(crate::clients::ClientStoreError::Hash(e.to_string()))) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            warn!(client_id = %client_id.chars().take(64).collect::<String>(), "token request with bad client credentials");
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
+        }
+        Err(e) => {
+            warn!(error = %e, "client store unavailable");
+            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "client store unavailable");
+        }
+    };
+    let scope = field("scope").unwrap_or_default();
+    let (now, exp) = now_and_expiry(issuer.token_ttl);
+    let minted = issuer.key.mint(&Claims {
+        iss: &issuer.url,
+        aud: &issuer.audience,
+        sub: &record.subject,
+        iat: now,
+        nbf: now,
+        exp,
+        tenant: record.tenant.as_str(),
+        policies: record.policies.as_deref(),
+        scope: Some(&scope),
+    });
+    match minted {
+        Ok(token) => {
+            info!(client_id = %record.client_id, tenant = %record.tenant, "token issued");
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": issuer.token_ttl.as_secs(),
+                    "scope": scope,
+                }),
+            )
+        }
+        Err(e) => {
+            warn!(error = %e, "minting a token failed");
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not sign the token")
+        }
+    }
+}

@@ -20,7 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use std::net::IpAddr;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::clients::ClientStore;
+use crate::guard::{AuthGuard, Verdict};
 use crate::issuer::{now_and_expiry, Claims, SigningKey};
 
 /// Largest request body the admin listener reads.
@@ -34,9 +39,22 @@ pub struct Issuer {
     pub key: SigningKey,
     pub clients: ClientStore,
     pub token_ttl: Duration,
+    /// Shared with the Kafka listeners: guessing secrets here counts like guessing tokens there.
+    pub guard: Arc<AuthGuard>,
 }
 
-pub async fn serve(listener: TcpListener, issuer: Arc<Issuer>, cancel: CancellationToken) {
+struct AdminState {
+    issuer: Arc<Issuer>,
+    metrics: Option<&'static PrometheusHandle>,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    issuer: Arc<Issuer>,
+    metrics: Option<&'static PrometheusHandle>,
+    cancel: CancellationToken,
+) {
+    let state = Arc::new(AdminState { issuer, metrics });
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -49,11 +67,11 @@ pub async fn serve(listener: TcpListener, issuer: Arc<Issuer>, cancel: Cancellat
                 }
             },
         };
-        let issuer = issuer.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let issuer = issuer.clone();
-                async move { Ok::<_, Infallible>(route(req, issuer).await) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(req, state, peer.ip()).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -84,8 +102,17 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<F
     resp
 }
 
-async fn route(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> Response<Full<Bytes>> {
+    let issuer = state.issuer.clone();
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => match state.metrics {
+            Some(handle) => {
+                let mut resp = Response::new(Full::new(Bytes::from(handle.render())));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                resp
+            }
+            None => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": "no metrics recorder" })),
+        },
         (&Method::GET, "/.well-known/jwks.json") => json(StatusCode::OK, issuer.key.jwks()),
         (&Method::GET, "/.well-known/openid-configuration") => json(
             StatusCode::OK,
@@ -99,7 +126,7 @@ async fn route(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Byt
                 "response_types_supported": ["token"],
             }),
         ),
-        (&Method::POST, "/oauth2/token") => token(req, issuer).await,
+        (&Method::POST, "/oauth2/token") => token(req, issuer, peer).await,
         (_, "/oauth2/token" | "/.well-known/jwks.json" | "/.well-known/openid-configuration") => {
             json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "method not allowed" }))
         }
@@ -120,7 +147,7 @@ fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-async fn token(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Bytes>> {
+async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Response<Full<Bytes>> {
     let basic = basic_credentials(&req);
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -136,6 +163,10 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Byt
     let Some((client_id, secret)) = basic.or_else(|| Some((field("client_id")?, field("client_secret")?))) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client credentials are missing");
     };
+    if issuer.guard.check(peer, Some(&client_id)) == Verdict::Refuse {
+        metrics::counter!("sluice_auth_refused_total").increment(1);
+        return oauth_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", "too many failed attempts; retry in a minute");
+    }
     // argon2 is deliberately slow: keep it off the async workers.
     let store = issuer.clone();
     let id = client_id.clone();
@@ -143,6 +174,8 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>) -> Response<Full<Byt
     let record = match checked.unwrap_or_else(|e| Err(crate::clients::ClientStoreError::Hash(e.to_string()))) {
         Ok(Some(r)) => r,
         Ok(None) => {
+            metrics::counter!("sluice_auth_failures_total").increment(1);
+            tokio::time::sleep(issuer.guard.failed(peer, Some(&client_id))).await;
             warn!(client_id = %client_id.chars().take(64).collect::<String>(), "token request with bad client credentials");
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
         }

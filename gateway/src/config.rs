@@ -85,6 +85,24 @@ struct RawAuth {
     tenants: Vec<String>,
     #[serde(default)]
     issuers: Vec<IssuerConfig>,
+    /// Brute-force protection: failures (per source IP and per principal) after which
+    /// answers are delayed, and after which attempts are refused, until a quiet window.
+    #[serde(default = "default_failures_before_delay")]
+    failures_before_delay: u32,
+    #[serde(default = "default_failures_before_refusal")]
+    failures_before_refusal: u32,
+    #[serde(default = "default_failure_window_ms")]
+    failure_window_ms: u64,
+}
+
+fn default_failures_before_delay() -> u32 {
+    5
+}
+fn default_failures_before_refusal() -> u32 {
+    30
+}
+fn default_failure_window_ms() -> u64 {
+    60_000
 }
 
 fn default_mechanisms() -> Vec<String> {
@@ -123,6 +141,7 @@ pub struct AuthConfig {
     pub max_session: Duration,
     pub tenants: Vec<TenantId>,
     pub issuers: Vec<IssuerConfig>,
+    pub guard: crate::guard::GuardSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,7 +331,16 @@ fn check_auth(raw: RawAuth, own_issuer: bool) -> Result<AuthConfig, ConfigError>
         .iter()
         .map(|t| t.parse::<TenantId>().map_err(|e| ConfigError::Invalid(format!("auth.tenants: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(AuthConfig { mechanisms, max_session: Duration::from_millis(raw.max_session_ms), tenants, issuers: raw.issuers })
+    if raw.failures_before_refusal <= raw.failures_before_delay {
+        return invalid("auth.failures_before_refusal must be above auth.failures_before_delay".into());
+    }
+    let guard = crate::guard::GuardSettings {
+        window: Duration::from_millis(raw.failure_window_ms.max(1000)),
+        delay_after: raw.failures_before_delay,
+        refuse_after: raw.failures_before_refusal,
+        ..Default::default()
+    };
+    Ok(AuthConfig { mechanisms, max_session: Duration::from_millis(raw.max_session_ms), tenants, issuers: raw.issuers, guard })
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest};
+use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -29,7 +30,8 @@ use crate::api_table;
 use crate::codec::{FrameError, FrameReader, ReadLimits};
 use crate::protocol::{parse_request_header, produce_acks, WireError};
 use crate::rewrite::{rewrite_response, unsupported_api_versions, Observed, RewriteError};
-use crate::sasl::{Identity, SaslSession, Step};
+use crate::guard::Verdict;
+use crate::sasl::{claimed_principal, refusal, Identity, SaslSession, Step};
 use crate::server::Shared;
 
 /// Which pool broker a client connection is for.
@@ -116,6 +118,9 @@ enum Pending {
     Close(String),
 }
 
+const TOO_MANY_FAILURES: &str =
+    "too many failed authentication attempts from this address or for this principal; retry in a minute";
+
 /// Kafka's `connection.failed.authentication.delay.ms`: a failed client waits this long
 /// for the close, which slows down password-guessing loops.
 const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
@@ -192,6 +197,8 @@ async fn client_to_pool(
     let limits = shared.config.limits;
     let mut first_request = true;
     let mut session: Option<SaslSession<sluice_tenancy::Principal>> = shared.sasl.as_ref().map(|_| SaslSession::default());
+    // Who the latest SASL message claimed to be, for counting failures per principal.
+    let mut claimed: Option<String> = None;
     loop {
         let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
         let read_limits = ReadLimits {
@@ -222,13 +229,22 @@ async fn client_to_pool(
                 return Err(ConnError::SessionExpired);
             }
             if sess.expects_raw_token() {
+                claimed = claimed_principal(frame.payload());
+                if shared.guard.check(peer.ip(), claimed.as_deref()) == Verdict::Refuse {
+                    metrics::counter!("sluice_auth_refused_total").increment(1);
+                    return Err(ConnError::AuthenticationFailed(TOO_MANY_FAILURES.into()));
+                }
                 match sess.on_raw_token(frame.payload(), settings).await {
                     Step::Authenticated(answer, principal) => {
                         log_authenticated(peer, &principal, "raw v0");
                         send_pending(&pending, Pending::Local(answer)).await?;
                         continue;
                     }
-                    Step::Close(reason) | Step::Fail(_, reason) => return Err(ConnError::AuthenticationFailed(reason)),
+                    Step::Close(reason) | Step::Fail(_, reason) => {
+                        metrics::counter!("sluice_auth_failures_total").increment(1);
+                        tokio::time::sleep(shared.guard.failed(peer.ip(), claimed.as_deref())).await;
+                        return Err(ConnError::AuthenticationFailed(reason));
+                    }
                     Step::Forward | Step::Reply(_) => return Err(ConnError::Sasl("unexpected raw SASL step".into())),
                 }
             }
@@ -260,7 +276,21 @@ async fn client_to_pool(
             return Err(ConnError::UnsupportedVersion { api, version: header.api_version, min: range.min, max: range.max });
         }
         if let (Some(sess), Some(settings), Some(body_at)) = (session.as_mut(), shared.sasl.as_ref(), header.body_offset) {
-            match sess.on_request(&header, api, frame.0.slice(4 + body_at..), settings).await {
+            let body = frame.0.slice(4 + body_at..);
+            if api == ApiKey::SaslAuthenticate {
+                let request = SaslAuthenticateRequest::decode(&mut body.clone(), header.api_version).ok();
+                if let Some(who) = request.and_then(|r| claimed_principal(&r.auth_bytes)) {
+                    claimed = Some(who);
+                }
+                if shared.guard.check(peer.ip(), claimed.as_deref()) == Verdict::Refuse {
+                    metrics::counter!("sluice_auth_refused_total").increment(1);
+                    let answer = refusal(header.correlation_id, header.api_version, TOO_MANY_FAILURES);
+                    send_pending(&pending, Pending::Local(answer)).await?;
+                    send_pending(&pending, Pending::Close(TOO_MANY_FAILURES.into())).await?;
+                    return upstream.flush().await.map_err(ConnError::UpstreamIo);
+                }
+            }
+            match sess.on_request(&header, api, body, settings).await {
                 Step::Forward => {}
                 Step::Reply(answer) => {
                     send_pending(&pending, Pending::Local(answer)).await?;
@@ -272,6 +302,9 @@ async fn client_to_pool(
                     continue;
                 }
                 Step::Fail(answer, reason) => {
+                    // Hold the answer longer the more this source or principal fails.
+                    metrics::counter!("sluice_auth_failures_total").increment(1);
+                    tokio::time::sleep(shared.guard.failed(peer.ip(), claimed.as_deref())).await;
                     // Answer with the Kafka error, then let the writer close the connection.
                     send_pending(&pending, Pending::Local(answer)).await?;
                     send_pending(&pending, Pending::Close(reason)).await?;

@@ -167,6 +167,36 @@ impl TokenVerifier for JwtVerifier {
     }
 }
 
+/// The principal a SASL message *claims* (`tenant/subject` from the token's unverified
+/// payload, or the PLAIN username), used only to count failed attempts per principal.
+pub fn claimed_principal(auth_bytes: &[u8]) -> Option<String> {
+    let (token, plain_user) = match parse_oauthbearer(auth_bytes) {
+        Ok(m) => (m.token, None),
+        Err(_) => {
+            let text = std::str::from_utf8(auth_bytes).ok()?;
+            let mut parts = text.split('\0');
+            let (_, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+            (password, Some(user))
+        }
+    };
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Value = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())?;
+    match (claims.get("sluice:tenant").and_then(|t| t.as_str()), claims.get("sub").and_then(|s| s.as_str())) {
+        (Some(tenant), Some(sub)) => Some(format!("{tenant}/{sub}")),
+        _ => plain_user.map(|u| format!("user:{u}")),
+    }
+}
+
+/// A SaslAuthenticate answer refusing the attempt without checking it (rate limit).
+pub fn refusal(correlation_id: i32, version: i16, message: &str) -> Bytes {
+    let resp = SaslAuthenticateResponse::default()
+        .with_error_code(SASL_AUTHENTICATION_FAILED)
+        .with_error_message(Some(StrBytes::from_string(message.to_owned())));
+    encode_response(correlation_id, ApiKey::SaslAuthenticate, version, &resp).unwrap_or_default()
+}
+
 /// Listener-wide SASL settings.
 pub struct SaslSettings<V> {
     pub mechanisms: Vec<Mechanism>,

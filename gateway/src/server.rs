@@ -26,6 +26,8 @@ pub struct Shared {
     pub config: Config,
     pub pool: Arc<Pool>,
     pub advertised: Advertised,
+    /// Counts failed authentications per source and principal.
+    pub guard: Arc<crate::guard::AuthGuard>,
     /// Set when clients must authenticate with SASL.
     pub sasl: Option<SaslSettings<JwtVerifier>>,
     /// One token per open broker listener; cancelling it closes the listener and every
@@ -52,9 +54,12 @@ impl Gateway {
     /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let metrics = crate::telemetry::prometheus();
+        let guard_settings = config.sasl.as_ref().map(|a| a.guard).unwrap_or_default();
+        let guard = Arc::new(crate::guard::AuthGuard::new(guard_settings));
         let own_issuer = match &config.issuer {
             None => None,
-            Some(settings) => Some(Arc::new(start_issuer(settings)?)),
+            Some(settings) => Some(Arc::new(start_issuer(settings, guard.clone())?)),
         };
         let sasl = match &config.sasl {
             None => None,
@@ -85,6 +90,7 @@ impl Gateway {
             }
         };
         let shared = Arc::new(Shared {
+            guard: guard.clone(),
             sasl,
             advertised: Advertised {
                 host: StrBytes::from_string(config.advertised_host.clone()),
@@ -116,10 +122,19 @@ impl Gateway {
                     TcpListener::bind(bind.as_str()).await.with_context(|| format!("binding the admin listener on {bind}"))?;
                 let addr = listener.local_addr()?;
                 info!(%addr, "admin listener open (OAuth2 token endpoint, JWKS)");
-                tasks.spawn(crate::admin::serve(listener, issuer, cancel.child_token()));
+                tasks.spawn(crate::admin::serve(listener, issuer, metrics, cancel.child_token()));
                 Some(addr)
             }
         };
+        let sweeper = (shared.clone(), cancel.child_token());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sweeper.1.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => sweeper.0.guard.sweep(),
+                }
+            }
+        });
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
@@ -141,7 +156,10 @@ pub fn jwks_path(key_file: &std::path::Path) -> std::path::PathBuf {
     key_file.with_extension("jwks.json")
 }
 
-fn start_issuer(settings: &crate::config::IssuerSettings) -> anyhow::Result<crate::admin::Issuer> {
+fn start_issuer(
+    settings: &crate::config::IssuerSettings,
+    guard: Arc<crate::guard::AuthGuard>,
+) -> anyhow::Result<crate::admin::Issuer> {
     let key = if settings.generate_key {
         SigningKey::load_or_generate(&settings.key_file)?
     } else {
@@ -156,6 +174,7 @@ fn start_issuer(settings: &crate::config::IssuerSettings) -> anyhow::Result<crat
         key,
         clients: ClientStore::new(settings.clients_file.clone()),
         token_ttl: settings.token_ttl,
+        guard,
     })
 }
 

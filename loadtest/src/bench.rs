@@ -1,14 +1,18 @@
 //! `proxy-bench`: the same Kafka perf tools run straight at the pool (DIRECT) and
 //! through a `sluice` started for the run (GATEWAY), interleaved round by round.
 //!
-//! One round is: max-rate produce on both sides, consume of the same record count on
+//! One round is: max-rate produce on both sides, consume of every record produced so
+//! far (the same records, with a new group, on both sides), then produce at half the
+//! round's direct max rate on both sides. Consuming everything rather than one run's
+//! worth keeps the consume runs from being sub-second: reads come from the page
+//! cache and are far faster than produce on this machine. The
 //! both sides, then produce at half the round's direct max rate on both sides. The
 //! side that goes first alternates between rounds, so neither side always gets the
 //! warmer (or the more disturbed) slot. The gateway's CPU time is sampled around each
 //! gateway run only, so it covers the gateway phases and nothing else.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -21,7 +25,7 @@ use crate::report::{self, Report};
 /// What to run; filled from the command line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
-    /// Records per max-rate produce run, and per consume run.
+    /// Records per max-rate produce run.
     pub records: u64,
     /// Records per half-load produce run (half the records at half the rate keeps
     /// the run as long as a max-rate one).
@@ -51,6 +55,8 @@ pub struct Setup {
     pub keep_topic: bool,
     /// The command line to print as "how to reproduce".
     pub command: String,
+    /// HEAD (and whether gateway/ had uncommitted changes) when the run started.
+    pub git_commit: String,
 }
 
 /// Which way the clients connect.
@@ -80,9 +86,10 @@ pub struct SideRound {
     pub half: ProduceResult,
 }
 
-/// Gateway CPU seconds (user + system) spent during each gateway phase of a round.
+/// Seconds per gateway phase of a round: CPU (user + system of the gateway
+/// process) or wall time (the tool run, JVM start included).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct PhaseCpu {
+pub struct PhaseSeconds {
     pub produce_s: f64,
     pub consume_s: f64,
     pub half_s: f64,
@@ -105,9 +112,12 @@ pub struct Round {
     pub first: Side,
     /// Records/s asked of both sides in the half-load phase.
     pub half_rate: u64,
+    /// Records each side consumed: everything produced into the topic so far.
+    pub consume_records: u64,
     pub direct: SideRound,
     pub gateway: SideRound,
-    pub gateway_cpu: PhaseCpu,
+    pub gateway_cpu: PhaseSeconds,
+    pub gateway_wall: PhaseSeconds,
     pub gateway_bytes: PhaseBytes,
 }
 
@@ -242,6 +252,7 @@ fn run_with_topic(
         topic,
         gateway: &mut gateway,
         clk_tck,
+        produced: 0,
     };
     let mut rounds = Vec::new();
     for round in 1..=params.rounds {
@@ -278,6 +289,8 @@ struct Bench<'a> {
     topic: &'a str,
     gateway: &'a mut Gateway,
     clk_tck: u64,
+    /// Records produced into the topic so far, by both sides.
+    produced: u64,
 }
 
 impl Bench<'_> {
@@ -287,19 +300,23 @@ impl Bench<'_> {
         } else {
             [Side::Gateway, Side::Direct]
         };
-        let mut cpu = PhaseCpu::default();
+        let mut cpu = PhaseSeconds::default();
+        let mut wall = PhaseSeconds::default();
         let (mut produce_d, mut produce_g) = (None, None);
         for side in order {
-            let (r, s) = self.timed(side, |b| {
+            let (r, (c, w)) = self.timed(side, |b| {
                 b.produce(side, round, "produce", b.params.records, None)
             })?;
-            cpu.produce_s += s;
+            cpu.produce_s += c;
+            wall.produce_s += w;
             *pick(side, &mut produce_d, &mut produce_g) = Some(r);
         }
+        let consume_records = self.produced;
         let (mut consume_d, mut consume_g) = (None, None);
         for side in order {
-            let (r, s) = self.timed(side, |b| b.consume(side, round))?;
-            cpu.consume_s += s;
+            let (r, (c, w)) = self.timed(side, |b| b.consume(side, round, consume_records))?;
+            cpu.consume_s += c;
+            wall.consume_s += w;
             *pick(side, &mut consume_d, &mut consume_g) = Some(r);
         }
         let direct_max = produce_d
@@ -308,10 +325,11 @@ impl Bench<'_> {
         let half_rate = ((direct_max / 2.0).round() as u64).max(1);
         let (mut half_d, mut half_g) = (None, None);
         for side in order {
-            let (r, s) = self.timed(side, |b| {
+            let (r, (c, w)) = self.timed(side, |b| {
                 b.produce(side, round, "half", b.params.half_records, Some(half_rate))
             })?;
-            cpu.half_s += s;
+            cpu.half_s += c;
+            wall.half_s += w;
             *pick(side, &mut half_d, &mut half_g) = Some(r);
         }
         let side_round =
@@ -334,24 +352,28 @@ impl Bench<'_> {
             round,
             first: order[0],
             half_rate,
+            consume_records,
             direct,
             gateway,
             gateway_cpu: cpu,
+            gateway_wall: wall,
             gateway_bytes,
         })
     }
 
-    /// Runs `f`, and for the gateway side returns the gateway CPU seconds it cost;
-    /// also checks that the gateway survived it.
+    /// Runs `f`, and for the gateway side returns the gateway CPU seconds it cost
+    /// and its wall time (both zero for the direct side); also checks that the
+    /// gateway survived it.
     fn timed<T>(
         &mut self,
         side: Side,
         f: impl FnOnce(&mut Self) -> anyhow::Result<T>,
-    ) -> anyhow::Result<(T, f64)> {
+    ) -> anyhow::Result<(T, (f64, f64))> {
         if side == Side::Direct {
-            return Ok((f(self)?, 0.0));
+            return Ok((f(self)?, (0.0, 0.0)));
         }
         let before = procfs::cpu_ticks(self.gateway.pid)?;
+        let started = Instant::now();
         let result = f(self);
         if !self.gateway.alive() {
             let log = std::fs::read_to_string(&self.gateway.log_path).unwrap_or_default();
@@ -361,8 +383,9 @@ impl Bench<'_> {
             );
         }
         let after = procfs::cpu_ticks(self.gateway.pid)?;
-        let secs = after.total().saturating_sub(before.total()) as f64 / self.clk_tck as f64;
-        Ok((result?, secs))
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = after.total().saturating_sub(before.total()) as f64 / self.clk_tck as f64;
+        Ok((result?, (cpu, wall)))
     }
 
     fn bootstrap(&self, side: Side) -> String {
@@ -417,21 +440,22 @@ impl Bench<'_> {
                 result.records
             );
         }
+        self.produced += records;
         eprintln!("[loadtest]   {}", result.raw);
         Ok(result)
     }
 
-    fn consume(&mut self, side: Side, round: u32) -> anyhow::Result<ConsumeResult> {
+    fn consume(&mut self, side: Side, round: u32, records: u64) -> anyhow::Result<ConsumeResult> {
         let p = self.params;
         let label = format!("r{round}-consume-{}", side.name());
-        eprintln!("[loadtest] {label}: {} records", p.records);
+        eprintln!("[loadtest] {label}: {records} records");
         let args = strings(&[
             "--bootstrap-server",
             &self.bootstrap(side),
             "--topic",
             self.topic,
             "--messages",
-            &p.records.to_string(),
+            &records.to_string(),
             "--group",
             &format!("loadtest-{label}-{}", std::process::id()),
             "--timeout",
@@ -445,11 +469,10 @@ impl Bench<'_> {
         )?;
         let result = parse_consumer(&out.stdout, &out.stderr)
             .with_context(|| format!("{label}: {}", tail(&out.stderr, 2000)))?;
-        if result.records < p.records {
+        if result.records < records {
             bail!(
-                "{label}: ConsumerPerformance got {} of {} records (timed out?)",
-                result.records,
-                p.records
+                "{label}: ConsumerPerformance got {} of {records} records (timed out?)",
+                result.records
             );
         }
         eprintln!("[loadtest]   {}", result.raw);

@@ -147,6 +147,7 @@ fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
         work_dir,
         keep_topic: a.keep_topic,
         command: reproduce_command(),
+        git_commit: report::git_commit(),
     };
     let (json, md) = bench::run(&params, &setup).context("proxy-bench failed")?;
     println!("wrote {}\nwrote {}", json.display(), md.display());

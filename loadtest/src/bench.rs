@@ -55,6 +55,8 @@ pub struct Setup {
     pub keep_topic: bool,
     /// The command line to print as "how to reproduce".
     pub command: String,
+    /// This run's command line as given.
+    pub invocation: String,
     /// HEAD (and whether gateway/ had uncommitted changes) when the run started.
     pub git_commit: String,
 }

@@ -84,6 +84,10 @@ struct ProxyBenchArgs {
     /// deploy/kafka-tool.sh, which runs the Kafka CLI tools.
     #[arg(long, default_value = "deploy/kafka-tool.sh")]
     kafka_tool: PathBuf,
+    /// The commit --gateway-bin was built from, when that is not this checkout
+    /// (e.g. a clean `git archive` export while the checkout has uncommitted work).
+    #[arg(long)]
+    gateway_commit: Option<String>,
     /// Leave the benchmark topic on the pool afterwards.
     #[arg(long)]
     keep_topic: bool,
@@ -146,20 +150,51 @@ fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
         out_dir,
         work_dir,
         keep_topic: a.keep_topic,
-        command: reproduce_command(),
-        git_commit: report::git_commit(),
+        invocation: invocation(),
+        command: reproduce_command(std::env::args().skip(1)),
+        git_commit: match &a.gateway_commit {
+            Some(commit) => {
+                format!("{commit} (gateway built from this commit, per --gateway-commit)")
+            }
+            None => report::git_commit(),
+        },
     };
     let (json, md) = bench::run(&params, &setup).context("proxy-bench failed")?;
     println!("wrote {}\nwrote {}", json.display(), md.display());
     Ok(())
 }
 
-/// The build step plus this invocation, as a reader would type it at the repo root.
-fn reproduce_command() -> String {
-    let args: Vec<String> = std::env::args().skip(1).map(|a| shell_quote(&a)).collect();
+/// This process's command line, exactly.
+fn invocation() -> String {
+    std::env::args()
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a reader reruns this at the repo root: build the gateway, then the same
+/// arguments with the gateway taken from that build (`--gateway-bin` and
+/// `--gateway-commit` are replaced).
+fn reproduce_command(args: impl Iterator<Item = String>) -> String {
+    let mut kept = Vec::new();
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if arg == "--gateway-bin" || arg == "--gateway-commit" {
+            skip_value = true;
+            continue;
+        }
+        if arg.starts_with("--gateway-bin=") || arg.starts_with("--gateway-commit=") {
+            continue;
+        }
+        kept.push(shell_quote(&arg));
+    }
+    kept.push("--gateway-bin target/release/sluice".into());
     format!(
         "cargo build --release -p sluice-gateway && cargo run --release -p loadtest -- {}",
-        args.join(" ")
+        kept.join(" ")
     )
 }
 
@@ -191,6 +226,23 @@ mod tests {
         assert_eq!(shell_quote("docs/benchmarks"), "docs/benchmarks");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn reproduce_replaces_the_gateway_binary() {
+        let args = [
+            "proxy-bench",
+            "--gateway-bin",
+            "/tmp/x/sluice",
+            "--gateway-commit=abc",
+            "--out",
+            "docs/benchmarks",
+        ];
+        assert_eq!(
+            reproduce_command(args.iter().map(|s| s.to_string())),
+            "cargo build --release -p sluice-gateway && cargo run --release -p loadtest -- \
+             proxy-bench --out docs/benchmarks --gateway-bin target/release/sluice"
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Report {
     pub topic: String,
     /// Exact command that reproduces this run.
     pub command: String,
+    /// This run's own command line.
+    pub invocation: String,
     pub rounds: Vec<Round>,
     pub summary: Summary,
     pub gateway: GatewayReadings,
@@ -166,6 +168,7 @@ impl Report {
             params: params.clone(),
             topic: topic.to_string(),
             command: setup.command.clone(),
+            invocation: setup.invocation.clone(),
             rounds,
             summary,
             gateway,
@@ -715,8 +718,8 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "\n## Reproduce\n\n```sh\ndeploy/pool.sh start\n{}\n```",
-        r.command
+        "\n## Reproduce\n\n```sh\ndeploy/pool.sh start\n{}\n```\n\nThis run was invoked as `{}`.",
+        r.command, r.invocation
     );
     o
 }

@@ -1,54 +1,86 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: start the local Kafka pool, start a sluice gateway
-# in front of it (open development listener, deploy/examples/sluice-dev.toml), create
-# a demo topic through the gateway, prove a round trip, and print a ready client config.
-# The gateway runs in the foreground; Ctrl-C stops it (the pool keeps running:
-# `deploy/pool.sh stop` stops it).
+# The main job on a fresh machine: start the local Kafka pool and a sluice gateway in
+# front of it with SASL and sluice's own OAuth2 issuer (deploy/examples/sluice-demo.toml),
+# create OAuth client credentials for the demo tenant, do a round trip through the
+# gateway with Kafka's own tools, and print ready client configs (Java, librdkafka, kcat).
+# The gateway runs in the foreground; Ctrl-C stops it (`deploy/pool.sh stop` stops the pool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIG=${SLUICE_CONFIG:-deploy/examples/sluice-dev.toml}
+CONFIG=${SLUICE_CONFIG:-deploy/examples/sluice-demo.toml}
 BOOTSTRAP=127.0.0.1:9092
-LOG_DIR=deploy/.pool
-mkdir -p "$LOG_DIR"
+TOKEN_URL=http://127.0.0.1:9480/oauth2/token
+DEMO=deploy/.pool/demo
+mkdir -p "$DEMO"
 
 command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 deploy/pool.sh start
 cargo build --release -p sluice-gateway
+SLUICE=target/release/sluice
 
-if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
-  echo "port 9092 is already in use (another sluice?); stop it first" >&2
-  exit 1
-fi
-target/release/sluice serve --config "$CONFIG" > "$LOG_DIR/sluice-dev.log" 2>&1 &
+for port in 9092 9480; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is already in use (another sluice?); stop it first" >&2
+    exit 1
+  fi
+done
+$SLUICE serve --config "$CONFIG" > "$DEMO/sluice.log" 2>&1 &
 GATEWAY_PID=$!
 trap 'kill $GATEWAY_PID 2>/dev/null || true; wait $GATEWAY_PID 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do
   if (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null; then break; fi
-  kill -0 $GATEWAY_PID 2>/dev/null || { cat "$LOG_DIR/sluice-dev.log" >&2; exit 1; }
+  kill -0 $GATEWAY_PID 2>/dev/null || { cat "$DEMO/sluice.log" >&2; exit 1; }
   sleep 0.2
 done
 
-deploy/kafka-tool.sh kafka-topics --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
-  --topic demo --partitions 3 --replication-factor 3
+# OAuth client credentials for tenant "demo" (the secret is only ever shown at creation).
+if [ ! -s "$DEMO/client.env" ]; then
+  $SLUICE client create --config "$CONFIG" --tenant demo --subject demo-app > "$DEMO/client.env"
+fi
+# shellcheck disable=SC1091
+. "$DEMO/client.env"
+
+cat > "$DEMO/client.properties" <<PROPS
+bootstrap.servers=$BOOTSTRAP
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=OAUTHBEARER
+sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler
+sasl.oauthbearer.token.endpoint.url=$TOKEN_URL
+sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId="$client_id" clientSecret="$client_secret";
+PROPS
+# Kafka 4 clients fetch tokens only from URLs allowed by this JVM property.
+export KAFKA_TOOL_OPTS="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_URL"
+
+deploy/kafka-tool.sh kafka-topics --bootstrap-server "$BOOTSTRAP" --command-config "$DEMO/client.properties" \
+  --create --if-not-exists --topic demo --partitions 3 --replication-factor 3
 echo "hello from sluice $(date -u +%FT%TZ)" | deploy/kafka-tool.sh kafka-console-producer \
-  --bootstrap-server "$BOOTSTRAP" --topic demo
-echo "--- last record of topic demo, read back through the gateway:"
-deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server "$BOOTSTRAP" --topic demo \
-  --from-beginning --timeout-ms 8000 2>/dev/null | tail -n 1 || true
+  --bootstrap-server "$BOOTSTRAP" --producer.config "$DEMO/client.properties" --topic demo
+echo "--- last record of topic demo, read back through the gateway with an OAuth token:"
+deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server "$BOOTSTRAP" \
+  --consumer.config "$DEMO/client.properties" --topic demo --from-beginning --timeout-ms 10000 2>/dev/null | tail -n 1 || true
 
 cat <<MSG
 
-sluice is running (pid $GATEWAY_PID, log $LOG_DIR/sluice-dev.log).
-Client config (any Kafka client, unmodified):
+sluice is running (pid $GATEWAY_PID, log $DEMO/sluice.log); tenant "demo" has an OAuth client:
+  client_id=$client_id
+  client_secret=$client_secret        (also in $DEMO/client.env)
+  token endpoint $TOKEN_URL
 
-  bootstrap.servers=$BOOTSTRAP
-  security.protocol=PLAINTEXT      # open development listener; SASL comes with tenants
+Java client / Kafka tools: $DEMO/client.properties, and run the JVM with
+  -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_URL
+  e.g. KAFKA_TOOL_OPTS=-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_URL \\
+       deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server $BOOTSTRAP \\
+       --consumer.config $DEMO/client.properties --topic demo --from-beginning
 
-kcat:
-  echo hi | kcat -b $BOOTSTRAP -t demo -P
-  kcat -b $BOOTSTRAP -t demo -C -e
-Kafka's own tools:
-  deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server $BOOTSTRAP --topic demo --from-beginning
+librdkafka (confluent-kafka and others built with OIDC support):
+  security.protocol=SASL_PLAINTEXT sasl.mechanism=OAUTHBEARER sasl.oauthbearer.method=oidc
+  sasl.oauthbearer.client.id=$client_id sasl.oauthbearer.client.secret=<secret>
+  sasl.oauthbearer.token.endpoint.url=$TOKEN_URL
+
+kcat (PLAIN, the token as password):
+  TOKEN=\$(curl -s -u "$client_id:$client_secret" -d grant_type=client_credentials $TOKEN_URL \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  kcat -b $BOOTSTRAP -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=PLAIN \\
+       -X sasl.username=demo -X sasl.password="\$TOKEN" -t demo -C -e
 
 Ctrl-C stops the gateway; deploy/pool.sh stop stops the pool.
 MSG

@@ -195,7 +195,8 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
         exp,
         tenant: record.tenant.as_str(),
         policies: record.policies.as_deref(),
-        scope: Some(&scope),
+        // The Java client rejects a token whose scope claim is empty, so omit it then.
+        scope: Some(scope.as_str()).filter(|s| !s.is_empty()),
     });
     match minted {
         Ok(token) => {

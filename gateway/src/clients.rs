@@ -111,7 +111,7 @@ impl ClientStore {
         let json = serde_json::to_vec_pretty(&file).map_err(|source| ClientStoreError::Parse { path: shown.clone(), source })?;
         // Write then rename, so a reader never sees half a file.
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, json).map_err(|source| ClientStoreError::Write { path: shown.clone(), source })?;
+        crate::issuer::write_private(&tmp, &json).map_err(|source| ClientStoreError::Write { path: shown.clone(), source })?;
         std::fs::rename(&tmp, &self.path).map_err(|source| ClientStoreError::Write { path: shown, source })?;
         Ok(NewClient { client_id, secret })
     }

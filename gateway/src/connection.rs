@@ -210,24 +210,11 @@ async fn client_to_pool(
         if !client.has_buffered_frame(limits.max_frame_bytes) {
             upstream.flush().await.map_err(ConnError::UpstreamIo)?;
         }
-        let expires = session.as_ref().and_then(|s| s.expires());
-        let read = client.read_frame(read_limits);
-        let frame = match expires {
-            // A session that lapses without re-authentication ends the connection.
-            Some(at) => tokio::select! {
-                r = read => r,
-                _ = tokio::time::sleep_until(at) => return Err(ConnError::SessionExpired),
-            },
-            None => read.await,
-        };
-        let Some(frame) = frame.map_err(ConnError::ClientFrame)? else {
+        let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
             return upstream.flush().await.map_err(ConnError::UpstreamIo);
         };
         first_request = false;
         if let (Some(sess), Some(settings)) = (session.as_mut(), shared.sasl.as_ref()) {
-            if sess.expires().is_some_and(|at| at <= tokio::time::Instant::now()) {
-                return Err(ConnError::SessionExpired);
-            }
             if sess.expects_raw_token() {
                 claimed = claimed_principal(frame.payload());
                 if shared.guard.check(peer.ip(), claimed.as_deref()) == Verdict::Refuse {
@@ -276,6 +263,12 @@ async fn client_to_pool(
             return Err(ConnError::UnsupportedVersion { api, version: header.api_version, min: range.min, max: range.max });
         }
         if let (Some(sess), Some(settings), Some(body_at)) = (session.as_mut(), shared.sasl.as_ref(), header.body_offset) {
+            // As a Kafka broker does (KIP-368): a lapsed session may still re-authenticate,
+            // but any other use of it closes the connection.
+            let reauth = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+            if !reauth && sess.expires().is_some_and(|at| at <= tokio::time::Instant::now()) {
+                return Err(ConnError::SessionExpired);
+            }
             let body = frame.0.slice(4 + body_at..);
             if api == ApiKey::SaslAuthenticate {
                 let request = SaslAuthenticateRequest::decode(&mut body.clone(), header.api_version).ok();

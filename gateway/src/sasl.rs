@@ -12,7 +12,8 @@
 //!   with 58 at once. Either way the connection is then closed.
 //! - KIP-368: `session_lifetime_ms` (v1+) tells the client when to re-authenticate
 //!   (Java does so at 85–95% of it); re-authentication reuses the connection, may
-//!   not change principal or tenant, and a session that lapses closes the connection.
+//!   not change principal or tenant. A lapsed session may still re-authenticate;
+//!   any other request on it closes the connection (as Kafka's broker does).
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};

@@ -39,13 +39,17 @@ fi
 # shellcheck disable=SC1091
 . "$DEMO/client.env"
 
+# Kafka 4.1+ names the client credentials in these configs; clients before 4.1 put
+# clientId="..." clientSecret="..." into the JAAS line instead.
 cat > "$DEMO/client.properties" <<PROPS
 bootstrap.servers=$BOOTSTRAP
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=OAUTHBEARER
 sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler
 sasl.oauthbearer.token.endpoint.url=$TOKEN_URL
-sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId="$client_id" clientSecret="$client_secret";
+sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+sasl.oauthbearer.client.credentials.client.id=$client_id
+sasl.oauthbearer.client.credentials.client.secret=$client_secret
 PROPS
 # Kafka 4 clients fetch tokens only from URLs allowed by this JVM property.
 export KAFKA_TOOL_OPTS="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_URL"

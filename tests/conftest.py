@@ -66,7 +66,9 @@ class Gateway:
         return self.proc is None or self.proc.poll() is None
 
 
-def start_gateway(tmp_dir: Path, extra_config: str = "") -> Gateway:
+def start_gateway(tmp_dir: Path, extra_config: str = "", auth: str = "none") -> Gateway:
+    """Starts sluice on free ports. `auth` is listener.auth ("none" or "sasl"); with
+    "sasl", `extra_config` must carry the [auth] section (and its [[auth.issuers]])."""
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
     base = _free_port_block(10)
@@ -81,7 +83,7 @@ bind_host = "127.0.0.1"
 advertised_host = "127.0.0.1"
 bootstrap_port = {bootstrap_port}
 broker_port_base = {broker_base}
-auth = "none"
+auth = "{auth}"
 
 [pool]
 bootstrap = [{pool}]

@@ -29,6 +29,27 @@ struct RawConfig {
     auth: Option<RawAuth>,
     admin: Option<RawAdmin>,
     issuer: Option<RawIssuer>,
+    tls: Option<TlsSettings>,
+}
+
+/// The TLS listener: one port, routed by SNI (`bootstrap.<domain>`, `broker-<id>.<domain>`).
+/// It uses the same authentication as the plain listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub port: u16,
+    /// Clients reach broker N as `broker-N.<domain>` and bootstrap at `bootstrap.<domain>`;
+    /// the certificate must cover `*.<domain>`.
+    pub domain: String,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// How often the files are checked for a renewed certificate.
+    #[serde(default = "default_tls_reload_ms")]
+    pub reload_check_ms: u64,
+}
+
+fn default_tls_reload_ms() -> u64 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +220,7 @@ pub struct Config {
     /// Admin HTTP listener address.
     pub admin_bind: Option<String>,
     pub issuer: Option<IssuerSettings>,
+    pub tls: Option<TlsSettings>,
     pub pool_bootstrap: Vec<String>,
     pub metadata_refresh: Duration,
     pub connect_timeout: Duration,
@@ -271,6 +293,14 @@ impl Config {
             auth,
             sasl,
             admin_bind: raw.admin.map(|a| a.bind),
+            tls: match raw.tls {
+                Some(t) if t.domain.trim_matches('.').is_empty() => return invalid("tls.domain is empty".into()),
+                Some(mut t) => {
+                    t.domain = t.domain.trim_matches('.').to_ascii_lowercase();
+                    Some(t)
+                }
+                None => None,
+            },
             issuer: match raw.issuer {
                 None => None,
                 Some(i) => {

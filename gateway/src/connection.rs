@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest};
 use kafka_protocol::protocol::Decodable;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 use crate::api_table;
 use crate::codec::{FrameError, FrameReader, ReadLimits};
 use crate::protocol::{parse_request_header, produce_acks, WireError};
-use crate::rewrite::{rewrite_response, unsupported_api_versions, Observed, RewriteError};
+use crate::rewrite::{rewrite_response, unsupported_api_versions, Advertised, Observed, RewriteError};
 use crate::guard::Verdict;
 use crate::sasl::{claimed_principal, refusal, Identity, SaslSession, Step};
 use crate::server::Shared;
@@ -125,8 +125,17 @@ const TOO_MANY_FAILURES: &str =
 /// for the close, which slows down password-guessing loops.
 const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
-pub async fn serve(client: TcpStream, peer: SocketAddr, target: Target, shared: Arc<Shared>, parent: CancellationToken) {
-    let _ = client.set_nodelay(true);
+/// Serves one accepted client connection (plain TCP or TLS) until it ends.
+pub async fn serve<S>(
+    client: S,
+    peer: SocketAddr,
+    target: Target,
+    shared: Arc<Shared>,
+    advertised: Arc<Advertised>,
+    parent: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (upstream, node) = match target {
         Target::Broker(id) => (shared.pool.connect(id).await, Some(id)),
         Target::Any => match shared.pool.connect_any().await {
@@ -147,26 +156,28 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, target: Target, shared: 
     // Bind the connection's life to its broker's listener, so a departed broker takes
     // its connections with it.
     let cancel = node.and_then(|id| shared.broker_token(id)).unwrap_or(parent).child_token();
-    match run(client, upstream, peer, node, &shared, &cancel).await {
+    match run(client, upstream, peer, node, &shared, &advertised, &cancel).await {
         Ok(()) => debug!(%peer, ?node, "connection closed by client"),
         Err(e) if e.is_client_fault() => warn!(%peer, ?node, error = %e, "closing client connection"),
         Err(e) => info!(%peer, ?node, error = %e, "connection closed"),
     }
 }
 
-async fn run(
-    client: TcpStream,
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    client: S,
     upstream: TcpStream,
     peer: SocketAddr,
     node: Option<i32>,
     shared: &Shared,
+    advertised: &Advertised,
     cancel: &CancellationToken,
 ) -> Result<(), ConnError> {
-    let (client_read, client_write) = client.into_split();
+    let (client_read, client_write) = tokio::io::split(client);
     let (upstream_read, upstream_write) = upstream.into_split();
     let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
-    let reader = client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, peer);
-    let writer = pool_to_client(FrameReader::new(upstream_read), BufWriter::new(client_write), rx, shared);
+    let reader =
+        client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, advertised, peer);
+    let writer = pool_to_client(FrameReader::new(upstream_read), BufWriter::new(client_write), rx, shared, advertised);
     tokio::pin!(reader, writer);
     let mut reader_done = false;
     loop {
@@ -187,11 +198,12 @@ async fn run(
     }
 }
 
-async fn client_to_pool(
-    mut client: FrameReader<OwnedReadHalf>,
+async fn client_to_pool<R: AsyncRead + Unpin>(
+    mut client: FrameReader<R>,
     mut upstream: BufWriter<OwnedWriteHalf>,
     pending: mpsc::Sender<Pending>,
     shared: &Shared,
+    advertised: &Advertised,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
     let limits = shared.config.limits;
@@ -245,7 +257,7 @@ async fn client_to_pool(
             });
         };
         let entry = api_table::entry(api);
-        if !api_table::allowed(&entry, shared.advertised.cluster_admin) {
+        if !api_table::allowed(&entry, advertised.cluster_admin) {
             return Err(ConnError::NotOffered { api });
         }
         let range = entry.versions();
@@ -254,7 +266,7 @@ async fn client_to_pool(
             let answer = unsupported_api_versions(
                 header.correlation_id,
                 &shared.pool.pool_versions(),
-                shared.advertised.cluster_admin,
+                advertised.cluster_admin,
             );
             send_pending(&pending, Pending::Local(answer)).await?;
             continue;
@@ -332,6 +344,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
     mut client: BufWriter<W>,
     mut pending: mpsc::Receiver<Pending>,
     shared: &Shared,
+    advertised: &Advertised,
 ) -> Result<(), ConnError> {
     while let Some(entry) = pending.recv().await {
         match entry {
@@ -351,7 +364,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                     .map_err(ConnError::UpstreamFrame)?
                     .ok_or(ConnError::UpstreamClosed { pending: pending.len() + 1 })?;
                 let mut observed = Observed::default();
-                let out = rewrite_response(frame, api, version, correlation_id, &shared.advertised, &mut observed)?;
+                let out = rewrite_response(frame, api, version, correlation_id, advertised, &mut observed)?;
                 if !observed.brokers.is_empty() {
                     shared.pool.observe(observed.brokers);
                 }

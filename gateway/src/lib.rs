@@ -21,3 +21,4 @@ pub mod rewrite;
 pub mod sasl;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

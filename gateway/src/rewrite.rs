@@ -43,17 +43,30 @@ pub enum RewriteError {
     Encode { api: ApiKey, version: i16, reason: String },
 }
 
-/// What a rewrite needs to know about this gateway.
+/// How a listener's clients reach each pool broker.
+pub enum Addressing {
+    /// Plain listeners: one host, broker N on `base + N`.
+    PortPerBroker { host: StrBytes, base: u16 },
+    /// TLS with SNI: broker N is `broker-N.<domain>` on the one TLS port.
+    Sni { domain: String, port: u16 },
+}
+
+/// What a rewrite needs to know about the listener a client came in on.
 pub struct Advertised {
-    pub host: StrBytes,
-    pub broker_port_base: u16,
+    pub addressing: Addressing,
     /// Whether cluster-admin APIs are offered on this listener.
     pub cluster_admin: bool,
 }
 
 impl Advertised {
-    pub fn port(&self, node_id: i32) -> i32 {
-        i32::from(self.broker_port_base) + node_id
+    /// The host and port clients of this listener use for pool broker `node_id`.
+    pub fn endpoint(&self, node_id: i32) -> (StrBytes, i32) {
+        match &self.addressing {
+            Addressing::PortPerBroker { host, base } => (host.clone(), i32::from(*base) + node_id),
+            Addressing::Sni { domain, port } => {
+                (StrBytes::from_string(crate::tls::broker_host(node_id, domain)), i32::from(*port))
+            }
+        }
     }
 }
 
@@ -98,8 +111,7 @@ pub fn rewrite_response(
                     addr: format!("{}:{}", b.host.as_str(), b.port),
                     rack: b.rack.as_ref().map(|r| r.to_string()),
                 });
-                b.host = adv.host.clone();
-                b.port = adv.port(b.node_id.0);
+                (b.host, b.port) = adv.endpoint(b.node_id.0);
             }
             encode(&resp)
         }
@@ -107,14 +119,12 @@ pub fn rewrite_response(
             let mut resp = FindCoordinatorResponse::decode(&mut body(), version).map_err(decode_err)?;
             if version < 4 {
                 if resp.node_id.0 >= 0 {
-                    resp.host = adv.host.clone();
-                    resp.port = adv.port(resp.node_id.0);
+                    (resp.host, resp.port) = adv.endpoint(resp.node_id.0);
                 }
             } else {
                 for c in &mut resp.coordinators {
                     if c.node_id.0 >= 0 {
-                        c.host = adv.host.clone();
-                        c.port = adv.port(c.node_id.0);
+                        (c.host, c.port) = adv.endpoint(c.node_id.0);
                     }
                 }
             }
@@ -123,8 +133,7 @@ pub fn rewrite_response(
         ResponseRewrite::DescribeCluster => {
             let mut resp = DescribeClusterResponse::decode(&mut body(), version).map_err(decode_err)?;
             for b in &mut resp.brokers {
-                b.host = adv.host.clone();
-                b.port = adv.port(b.broker_id.0);
+                (b.host, b.port) = adv.endpoint(b.broker_id.0);
             }
             encode(&resp)
         }
@@ -155,8 +164,7 @@ pub fn rewrite_response(
                         return Ok(frame.0);
                     }
                     for e in &mut resp.node_endpoints {
-                        e.host = adv.host.clone();
-                        e.port = adv.port(e.node_id.0);
+                        (e.host, e.port) = adv.endpoint(e.node_id.0);
                     }
                     encode(&resp)
                 }};
@@ -269,7 +277,10 @@ mod tests {
     use kafka_protocol::messages::BrokerId;
 
     fn adv() -> Advertised {
-        Advertised { host: StrBytes::from_static_str("gw.local"), broker_port_base: 9100, cluster_admin: false }
+        Advertised {
+            addressing: Addressing::PortPerBroker { host: StrBytes::from_static_str("gw.local"), base: 9100 },
+            cluster_admin: false,
+        }
     }
 
     fn frame_of(bytes: Bytes) -> Frame {

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::config::{AuthMode, Config};
 use crate::connection::{self, Target};
 use crate::pool::Pool;
-use crate::rewrite::Advertised;
+use crate::rewrite::{Addressing, Advertised};
 use crate::clients::ClientStore;
 use crate::issuer::SigningKey;
 use crate::sasl::{JwtVerifier, SaslSettings};
@@ -25,7 +25,8 @@ use crate::sasl::{JwtVerifier, SaslSettings};
 pub struct Shared {
     pub config: Config,
     pub pool: Arc<Pool>,
-    pub advertised: Advertised,
+    /// How clients of the plain listeners address brokers.
+    pub advertised: Arc<Advertised>,
     /// Counts failed authentications per source and principal.
     pub guard: Arc<crate::guard::AuthGuard>,
     /// Set when clients must authenticate with SASL.
@@ -45,6 +46,7 @@ impl Shared {
 pub struct Gateway {
     pub bootstrap_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    pub tls_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -92,11 +94,13 @@ impl Gateway {
         let shared = Arc::new(Shared {
             guard: guard.clone(),
             sasl,
-            advertised: Advertised {
-                host: StrBytes::from_string(config.advertised_host.clone()),
-                broker_port_base: config.broker_port_base,
+            advertised: Arc::new(Advertised {
+                addressing: Addressing::PortPerBroker {
+                    host: StrBytes::from_string(config.advertised_host.clone()),
+                    base: config.broker_port_base,
+                },
                 cluster_admin: config.auth == AuthMode::None,
-            },
+            }),
             config,
             pool: pool.clone(),
             broker_tokens: Mutex::new(HashMap::new()),
@@ -114,6 +118,27 @@ impl Gateway {
         let bootstrap_addr = bootstrap.local_addr()?;
         info!(%bootstrap_addr, "bootstrap listener open");
         tasks.spawn(accept_loop(bootstrap, Target::Any, shared.clone(), cancel.child_token(), tasks.clone()));
+        let tls_addr = match shared.config.tls.clone() {
+            None => None,
+            Some(tls) => {
+                let certs = crate::tls::CertStore::load(tls.cert_file.clone(), tls.key_file.clone())
+                    .context("loading the TLS certificate")?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config()));
+                tasks.spawn(certs.watch(Duration::from_millis(tls.reload_check_ms.max(100)), cancel.child_token()));
+                let bind = (shared.config.bind_host.as_str(), tls.port);
+                let listener = TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("binding the TLS listener on {}:{}", bind.0, bind.1))?;
+                let addr = listener.local_addr()?;
+                let advertised = Arc::new(Advertised {
+                    addressing: Addressing::Sni { domain: tls.domain.clone(), port: addr.port() },
+                    cluster_admin: shared.config.auth == AuthMode::None,
+                });
+                info!(%addr, domain = %tls.domain, "TLS listener open (SNI routing)");
+                tasks.spawn(tls_accept_loop(listener, acceptor, tls.domain, advertised, shared.clone(), cancel.child_token(), tasks.clone()));
+                Some(addr)
+            }
+        };
         let admin_addr = match (&shared.config.admin_bind, own_issuer) {
             (None, _) => None,
             (Some(bind), None) => anyhow::bail!("[admin] bind = {bind:?} is set but there is no [issuer] to serve"),
@@ -138,7 +163,7 @@ impl Gateway {
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
-        Ok(Gateway { bootstrap_addr, admin_addr, shared, cancel, tasks })
+        Ok(Gateway { bootstrap_addr, admin_addr, tls_addr, shared, cancel, tasks })
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
@@ -192,7 +217,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tasks.spawn(connection::serve(stream, peer, target, shared.clone(), cancel.clone()));
+                let _ = stream.set_nodelay(true);
+                let advertised = shared.advertised.clone();
+                tasks.spawn(connection::serve(stream, peer, target, shared.clone(), advertised, cancel.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -200,6 +227,52 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Accepts TLS connections and routes each by the SNI name the client sent.
+async fn tls_accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    domain: String,
+    advertised: Arc<Advertised>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    error!(error = %e, "TLS accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (acceptor, domain, advertised, shared, cancel) =
+            (acceptor.clone(), domain.clone(), advertised.clone(), shared.clone(), cancel.clone());
+        let handshake_timeout = shared.config.limits.preauth_timeout;
+        tasks.spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return warn!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return warn!(%peer, "TLS handshake timed out"),
+            };
+            let sni = tls.get_ref().1.server_name().map(str::to_owned);
+            let Some(target) = sni.as_deref().and_then(|name| crate::tls::route_sni(name, &domain)) else {
+                return warn!(%peer, sni = ?sni, %domain, "closing TLS connection: SNI names no broker of this gateway");
+            };
+            if let Target::Broker(id) = target {
+                if shared.broker_token(id).is_none() {
+                    return warn!(%peer, node_id = id, "closing TLS connection: no such pool broker (or it is down)");
+                }
+            }
+            connection::serve(tls, peer, target, shared, advertised, cancel).await;
+        });
     }
 }
 

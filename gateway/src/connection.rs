@@ -31,7 +31,7 @@ use crate::codec::{FrameError, FrameReader, ReadLimits};
 use crate::protocol::{parse_request_header, produce_acks, WireError};
 use crate::rewrite::{rewrite_response, unsupported_api_versions, Advertised, Observed, RewriteError};
 use crate::guard::Verdict;
-use crate::sasl::{claimed_principal, refusal, Identity, SaslSession, Step};
+use crate::sasl::{claimed_principal, refusal, Identity, Rejection, SaslSession, Step};
 use crate::server::Shared;
 
 /// Which pool broker a client connection is for.
@@ -239,11 +239,12 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                         send_pending(&pending, Pending::Local(answer)).await?;
                         continue;
                     }
-                    Step::Close(reason) | Step::Fail(_, reason) => {
-                        metrics::counter!("sluice_auth_failures_total").increment(1);
-                        tokio::time::sleep(shared.guard.failed(peer.ip(), claimed.as_deref())).await;
-                        return Err(ConnError::AuthenticationFailed(reason));
+                    // Raw (v0) failures have no error frame: the connection just closes.
+                    Step::Fail(_, rejection) => {
+                        hold_failure(shared, peer, &rejection, claimed.as_deref()).await;
+                        return Err(ConnError::AuthenticationFailed(rejection.reason));
                     }
+                    Step::Close(reason) => return Err(ConnError::Sasl(reason)),
                     Step::Forward | Step::Reply(_) => return Err(ConnError::Sasl("unexpected raw SASL step".into())),
                 }
             }
@@ -306,13 +307,11 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     send_pending(&pending, Pending::Local(answer)).await?;
                     continue;
                 }
-                Step::Fail(answer, reason) => {
-                    // Hold the answer longer the more this source or principal fails.
-                    metrics::counter!("sluice_auth_failures_total").increment(1);
-                    tokio::time::sleep(shared.guard.failed(peer.ip(), claimed.as_deref())).await;
+                Step::Fail(answer, rejection) => {
+                    hold_failure(shared, peer, &rejection, claimed.as_deref()).await;
                     // Answer with the Kafka error, then let the writer close the connection.
                     send_pending(&pending, Pending::Local(answer)).await?;
-                    send_pending(&pending, Pending::Close(reason)).await?;
+                    send_pending(&pending, Pending::Close(rejection.reason)).await?;
                     return upstream.flush().await.map_err(ConnError::UpstreamIo);
                 }
                 Step::Close(reason) => return Err(ConnError::Sasl(reason)),
@@ -328,6 +327,14 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         }
         upstream.write_all(&frame.0).await.map_err(ConnError::UpstreamIo)?;
     }
+}
+
+/// Counts a failed authentication and holds the answer longer the more this source
+/// (and, for tokens whose signature held, this principal) has failed.
+async fn hold_failure(shared: &Shared, peer: SocketAddr, rejection: &Rejection, claimed: Option<&str>) {
+    metrics::counter!("sluice_auth_failures_total").increment(1);
+    let principal = if rejection.authentic { claimed } else { None };
+    tokio::time::sleep(shared.guard.failed(peer.ip(), principal)).await;
 }
 
 fn log_authenticated(peer: SocketAddr, principal: &sluice_tenancy::Principal, how: &str) {

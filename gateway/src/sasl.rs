@@ -64,11 +64,27 @@ pub trait Identity: Clone + Send + Sync + 'static {
     fn expires_at(&self) -> SystemTime;
 }
 
-/// Checks a bearer token. The error is a message the user can act on; it is sent to
-/// the client, so it must not carry secrets.
+/// Why a token or SASL message was refused.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// A message the user can act on; it is sent to the client, so no secrets.
+    pub reason: String,
+    /// Whether the token's signature held (it failed on a claim, e.g. expiry). Only
+    /// such failures count against the principal it names: anyone can *claim* a
+    /// principal in an unsigned token, and must not be able to lock it out.
+    pub authentic: bool,
+}
+
+impl Rejection {
+    fn forged(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), authentic: false }
+    }
+}
+
+/// Checks a bearer token.
 pub trait TokenVerifier: Send + Sync + 'static {
     type Principal: Identity;
-    fn verify(&self, token: &str) -> impl Future<Output = Result<Self::Principal, String>> + Send;
+    fn verify(&self, token: &str) -> impl Future<Output = Result<Self::Principal, Rejection>> + Send;
 }
 
 /// Why a client message is not a well-formed SASL message.
@@ -163,8 +179,18 @@ impl Identity for sluice_tenancy::Principal {
 
 impl TokenVerifier for JwtVerifier {
     type Principal = sluice_tenancy::Principal;
-    async fn verify(&self, token: &str) -> Result<Self::Principal, String> {
-        self.0.verify(token).await.map_err(|e| e.to_string())
+    async fn verify(&self, token: &str) -> Result<Self::Principal, Rejection> {
+        use sluice_tenancy::AuthError::*;
+        self.0.verify(token).await.map_err(|e| Rejection {
+            // jsonwebtoken checks the signature before the claims, so these come
+            // only from tokens the issuer really signed.
+            authentic: matches!(
+                e,
+                Expired | NotYetValid | WrongAudience { .. } | MissingExpiry | MissingSubject | MissingTenant
+                    | InvalidTenantId { .. } | UnknownTenant { .. } | InvalidClaim { .. }
+            ),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -212,7 +238,7 @@ enum State<P> {
     /// v1 handshake done: the next SaslAuthenticate carries the token.
     Handshaken { mechanism: Mechanism, raw: bool },
     /// OAUTHBEARER challenge sent; waiting for the client's 0x01 before failing.
-    Challenged { reason: String },
+    Challenged { rejection: Rejection },
     Authenticated { principal: P, expires: Instant },
     /// Re-authentication in progress on an authenticated connection.
     Reauthenticating { principal: P, expires: Instant, mechanism: Mechanism },
@@ -227,7 +253,7 @@ pub enum Step<P> {
     /// Answer locally; the client is now authenticated as this principal.
     Authenticated(Bytes, P),
     /// Answer locally, then close: authentication failed.
-    Fail(Bytes, String),
+    Fail(Bytes, Rejection),
     /// Close without an answer.
     Close(String),
 }
@@ -284,7 +310,7 @@ impl<P: Identity> SaslSession<P> {
                 self.mechanism = Some(mechanism);
                 Step::Authenticated(out.freeze(), principal)
             }
-            Err(reason) => Step::Close(format!("authentication failed: {reason}")),
+            Err(rejection) => Step::Fail(Bytes::new(), rejection),
         }
     }
 
@@ -313,7 +339,7 @@ impl<P: Identity> SaslSession<P> {
                 let Some(mechanism) = requested else {
                     return Step::Fail(
                         reply(UNSUPPORTED_SASL_MECHANISM),
-                        format!("unsupported SASL mechanism {:?}", req.mechanism.as_str()),
+                        Rejection::forged(format!("unsupported SASL mechanism {:?}", req.mechanism.as_str())),
                     );
                 };
                 match std::mem::replace(&mut self.state, State::Start) {
@@ -323,12 +349,15 @@ impl<P: Identity> SaslSession<P> {
                     }
                     State::Authenticated { principal, expires } if version >= 1 => {
                         if self.mechanism != Some(mechanism) {
-                            return Step::Fail(reply(ILLEGAL_SASL_STATE), "re-authentication changed mechanism".into());
+                            return Step::Fail(
+                                reply(ILLEGAL_SASL_STATE),
+                                Rejection::forged("re-authentication changed mechanism"),
+                            );
                         }
                         self.state = State::Reauthenticating { principal, expires, mechanism };
                         Step::Reply(reply(0))
                     }
-                    _ => Step::Fail(reply(ILLEGAL_SASL_STATE), "SaslHandshake out of sequence".into()),
+                    _ => Step::Fail(reply(ILLEGAL_SASL_STATE), Rejection::forged("SaslHandshake out of sequence")),
                 }
             }
             ApiKey::SaslAuthenticate => {
@@ -352,13 +381,13 @@ impl<P: Identity> SaslSession<P> {
                                 self.mechanism = Some(mechanism);
                                 Step::Authenticated(reply(0, None, Bytes::new(), lifetime_ms), principal)
                             }
-                            Err(reason) => self.fail(mechanism, reason, reply),
+                            Err(rejection) => self.fail(mechanism, rejection, "Authentication", reply),
                         }
                     }
-                    State::Challenged { reason } => {
+                    State::Challenged { rejection } => {
                         // The client's answer to the challenge is 0x01; either way we fail now.
-                        let message = format!("Authentication failed: {reason}");
-                        Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0), reason)
+                        let message = format!("Authentication failed: {}", rejection.reason);
+                        Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0), rejection)
                     }
                     State::Reauthenticating { principal: current, mechanism, .. } => {
                         match self.check_token(mechanism, &req.auth_bytes, settings).await {
@@ -377,17 +406,15 @@ impl<P: Identity> SaslSession<P> {
                                     principal.tenant(),
                                     principal.subject()
                                 );
-                                Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(reason.clone()), Bytes::new(), 0), reason)
+                                let rejection = Rejection { reason, authentic: true };
+                                self.fail(mechanism, rejection, "Re-authentication", reply)
                             }
-                            Err(reason) => Step::Fail(
-                                reply(SASL_AUTHENTICATION_FAILED, Some(format!("Re-authentication failed: {reason}")), Bytes::new(), 0),
-                                reason,
-                            ),
+                            Err(rejection) => self.fail(mechanism, rejection, "Re-authentication", reply),
                         }
                     }
                     _ => Step::Fail(
                         reply(ILLEGAL_SASL_STATE, Some("SaslAuthenticate without a SaslHandshake".into()), Bytes::new(), 0),
-                        "SaslAuthenticate out of sequence".into(),
+                        Rejection::forged("SaslAuthenticate out of sequence"),
                     ),
                 }
             }
@@ -399,20 +426,23 @@ impl<P: Identity> SaslSession<P> {
         }
     }
 
+    /// A failed (re-)authentication: OAUTHBEARER first sends the RFC 7628 challenge and
+    /// fails on the client's answer; PLAIN fails at once.
     fn fail(
         &mut self,
         mechanism: Mechanism,
-        reason: String,
+        rejection: Rejection,
+        what: &str,
         reply: impl Fn(i16, Option<String>, Bytes, i64) -> Bytes,
     ) -> Step<P> {
         match mechanism {
             Mechanism::OAuthBearer => {
-                self.state = State::Challenged { reason };
+                self.state = State::Challenged { rejection };
                 Step::Reply(reply(0, None, Bytes::from_static(INVALID_TOKEN_CHALLENGE), 0))
             }
             Mechanism::Plain => {
-                let message = format!("Authentication failed: {reason}");
-                Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0), reason)
+                let message = format!("{what} failed: {}", rejection.reason);
+                Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0), rejection)
             }
         }
     }
@@ -422,17 +452,23 @@ impl<P: Identity> SaslSession<P> {
         mechanism: Mechanism,
         auth_bytes: &[u8],
         settings: &SaslSettings<V>,
-    ) -> Result<P, String> {
+    ) -> Result<P, Rejection> {
         let principal = match mechanism {
             Mechanism::OAuthBearer => {
-                let msg = parse_oauthbearer(auth_bytes).map_err(|e| e.to_string())?;
+                let msg = parse_oauthbearer(auth_bytes).map_err(|e| Rejection::forged(e.to_string()))?;
                 let principal = settings.verifier.verify(msg.token).await?;
                 if let Some(authzid) = msg.authzid.filter(|a| *a != principal.subject()) {
-                    return Err(format!("authorization id {authzid:?} does not match the token's subject"));
+                    return Err(Rejection {
+                        reason: format!("authorization id {authzid:?} does not match the token's subject"),
+                        authentic: true,
+                    });
                 }
                 principal
             }
-            Mechanism::Plain => settings.verifier.verify(parse_plain(auth_bytes).map_err(|e| e.to_string())?).await?,
+            Mechanism::Plain => {
+                let token = parse_plain(auth_bytes).map_err(|e| Rejection::forged(e.to_string()))?;
+                settings.verifier.verify(token).await?
+            }
         };
         Ok(principal)
     }
@@ -505,12 +541,12 @@ mod tests {
     struct Fake;
     impl TokenVerifier for Fake {
         type Principal = Who;
-        async fn verify(&self, token: &str) -> Result<Who, String> {
+        async fn verify(&self, token: &str) -> Result<Who, Rejection> {
             match token.split('.').collect::<Vec<_>>()[..] {
                 ["ok", tenant, subject] => {
                     Ok(Who(tenant.into(), subject.into(), SystemTime::now() + Duration::from_secs(3600)))
                 }
-                _ => Err("token expired".into()),
+                _ => Err(Rejection { reason: "token expired".into(), authentic: true }),
             }
         }
     }
@@ -565,10 +601,12 @@ mod tests {
         assert!(matches!(handshake(&mut s, "OAUTHBEARER", 1).await, Step::Reply(_)));
         assert!(matches!(authenticate(&mut s, b"n,,\x01auth=Bearer ok.acme.alice\x01\x01").await, Step::Authenticated(..)));
         assert!(matches!(handshake(&mut s, "OAUTHBEARER", 1).await, Step::Reply(_)));
-        let Step::Fail(bytes, reason) = authenticate(&mut s, b"n,,\x01auth=Bearer ok.other.mallory\x01\x01").await else {
+        // A different principal gets the challenge, then 58 on the client's answer.
+        assert!(matches!(authenticate(&mut s, b"n,,\x01auth=Bearer ok.other.mallory\x01\x01").await, Step::Reply(_)));
+        let Step::Fail(bytes, rejection) = authenticate(&mut s, b"\x01").await else {
             panic!("a different principal must fail");
         };
-        assert!(reason.contains("may not change principal"));
+        assert!(rejection.reason.contains("may not change principal"));
         assert_eq!(authenticate_response(&bytes).error_code, SASL_AUTHENTICATION_FAILED);
     }
 

@@ -123,6 +123,19 @@ pub struct Round {
     pub gateway_bytes: PhaseBytes,
 }
 
+/// How busy the machine was around the run: the figures are only as good as this.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contention {
+    /// 1/5/15-minute load averages before and after the run.
+    pub load_before: [f64; 3],
+    pub load_after: [f64; 3],
+    /// Wall time of the whole run.
+    pub wall_s: f64,
+    /// Share of the run's wall time during which some runnable task waited for a
+    /// CPU (Linux PSI, `/proc/pressure/cpu` "some"); `None` without PSI.
+    pub cpu_pressure_pct: Option<f64>,
+}
+
 /// Gateway readings outside the rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayReadings {
@@ -165,6 +178,8 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     std::fs::create_dir_all(&setup.out_dir)
         .with_context(|| format!("creating {}", setup.out_dir.display()))?;
     let load_before = procfs::loadavg()?;
+    let pressure_before = procfs::cpu_pressure_us();
+    let started = Instant::now();
     let started_unix = unix_now();
     let mut tool = KafkaTool::new(setup.kafka_tool.clone(), setup.work_dir.clone());
     let pool = setup.pool_bootstrap.join(",");
@@ -208,14 +223,21 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     }
     let (rounds, gateway) = result?;
 
-    let load_after = procfs::loadavg()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let contention = Contention {
+        load_before,
+        load_after: procfs::loadavg()?,
+        wall_s,
+        cpu_pressure_pct: pressure_before
+            .zip(procfs::cpu_pressure_us())
+            .map(|(before, after)| after.saturating_sub(before) as f64 / 1e6 / wall_s * 100.0),
+    };
     let report = Report::build(
         params,
         setup,
         &topic,
         started_unix,
-        load_before,
-        load_after,
+        contention,
         rounds,
         gateway,
     )?;

@@ -40,10 +40,23 @@ impl Gateway {
         work_dir: &Path,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_with_config(bin, work_dir, timeout, |base| {
+            config_text(base, pool_bootstrap)
+        })
+    }
+
+    /// As [`Gateway::start`], with the config text made by `config` from the
+    /// bootstrap port (`base`; pool broker N is `base + N`).
+    pub fn start_with_config(
+        bin: &Path,
+        work_dir: &Path,
+        timeout: Duration,
+        config: impl FnOnce(u16) -> String,
+    ) -> anyhow::Result<Self> {
         let base =
             free_port_block(BROKER_PORTS + 1).context("finding free ports for the gateway")?;
         let config_path = work_dir.join("sluice.toml");
-        std::fs::write(&config_path, config_text(base, pool_bootstrap))
+        std::fs::write(&config_path, config(base))
             .with_context(|| format!("writing {}", config_path.display()))?;
         let log_path = work_dir.join("sluice.log");
         let log =
@@ -133,7 +146,7 @@ impl Drop for Gateway {
 }
 
 /// The generated gateway config (same shape as `deploy/examples/sluice-dev.toml`).
-fn config_text(base: u16, pool_bootstrap: &[String]) -> String {
+pub fn config_text(base: u16, pool_bootstrap: &[String]) -> String {
     let pool = pool_bootstrap
         .iter()
         .map(|a| format!("\"{a}\""))

@@ -124,6 +124,24 @@ pub fn loadavg() -> Result<[f64; 3], ProcError> {
     parse_loadavg(&read("/proc/loadavg")?)
 }
 
+/// The `total` of the `some` line of a pressure-stall file (`/proc/pressure/cpu`):
+/// microseconds during which at least one runnable task waited for a CPU.
+pub fn parse_psi_some_total(text: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+/// CPU pressure so far, or `None` where the kernel has no PSI.
+pub fn cpu_pressure_us() -> Option<u64> {
+    read("/proc/pressure/cpu")
+        .ok()
+        .and_then(|t| parse_psi_some_total(&t))
+}
+
 /// The first `model name` in `/proc/cpuinfo`.
 pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo
@@ -196,6 +214,14 @@ mod tests {
             }
         );
         assert!(parse_status("Name:\tsluice\n").is_err());
+    }
+
+    #[test]
+    fn psi_some_total() {
+        let text = "some avg10=11.33 avg60=48.87 avg300=62.94 total=2719045873\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(parse_psi_some_total(text), Some(2_719_045_873));
+        assert_eq!(parse_psi_some_total("full avg10=0.00 total=5\n"), None);
+        assert_eq!(parse_psi_some_total("some avg10=1.0\n"), None);
     }
 
     #[test]

@@ -15,6 +15,17 @@ if ! command -v kcat >/dev/null 2>&1 && ! command -v kafkacat >/dev/null 2>&1; t
     apt-get install -y -qq kcat >/dev/null
 fi
 
+# The TLS tests reach the gateway by SNI names (test_tls.py): they must resolve to localhost.
+tls_names="bootstrap.sluice.test broker-1.sluice.test broker-2.sluice.test broker-3.sluice.test broker-4.sluice.test"
+missing=0
+for n in $tls_names; do
+    getent hosts "$n" >/dev/null 2>&1 || missing=1
+done
+if [ "$missing" = 1 ]; then
+    log "adding the sluice.test names to /etc/hosts"
+    echo "127.0.0.1 $tls_names" >>/etc/hosts
+fi
+
 # Python clients and pytest, pinned.
 py="${PYTHON:-python3}"
 if ! "$py" - "$here/requirements.txt" <<'EOF' >/dev/null 2>&1

@@ -795,9 +795,9 @@ def test_reauthentication_same_principal_and_changes_refused(sasl, healthy):
         assert len(c.metadata()) >= 3
     cases = [
         ("OAUTHBEARER", dict(subject="mallory"), SASL_AUTHENTICATION_FAILED,
-         "re-authentication may not change principal (was demo/renewer, token is for demo/mallory)"),
+         "Re-authentication failed: re-authentication may not change principal (was demo/renewer, token is for demo/mallory)"),
         ("OAUTHBEARER", dict(subject="renewer", tenant="acme"), SASL_AUTHENTICATION_FAILED,
-         "re-authentication may not change principal (was demo/renewer, token is for acme/renewer)"),
+         "Re-authentication failed: re-authentication may not change principal (was demo/renewer, token is for acme/renewer)"),
         ("OAUTHBEARER", dict(subject="renewer", ttl=-5), SASL_AUTHENTICATION_FAILED,
          "Re-authentication failed: token has expired; get a new token"),
     ]
@@ -807,11 +807,9 @@ def test_reauthentication_same_principal_and_changes_refused(sasl, healthy):
             assert c.handshake(mech)[0] == 0
             token = sasl.ed_token(**kw) if kw.get("ttl", 0) < 0 else sasl.mint(**kw)
             err, msg, data, _ = c.authenticate(oauth_msg(token))
-            if (err, data) == (0, INVALID_TOKEN_CHALLENGE):
-                # RFC 7628 form (what a Kafka broker does on re-authentication too).
-                err, msg, data, _ = c.authenticate(b"\x01")
-            # The gateway answers a failed OAUTHBEARER re-authentication with 58 directly,
-            # without the challenge; clients accept both.
+            # RFC 7628: the challenge first, as a Kafka broker does on re-authentication too.
+            assert (err, data) == (0, INVALID_TOKEN_CHALLENGE), (err, msg, data)
+            err, msg, data, _ = c.authenticate(b"\x01")
             assert (err, msg) == (code, text)
             assert c.closed_within(5), "connection left open after a refused re-authentication"
     # Mechanism change on re-authentication: ILLEGAL_SASL_STATE in the handshake, then closed.
@@ -977,8 +975,9 @@ def test_failed_attempts_delayed_then_refused(pool, sasl_keys, tmp_path_factory)
     """Brute-force guard (failures_before_delay = 2, failures_before_refusal = 5, window 3 s):
     the first failures are answered at once, later ones more slowly, then the source is
     refused even with a valid token (58, "too many failed ..."), other sources are not,
-    and after a quiet window the source gets in again. A principal that failed too often
-    is refused from any source. (Sources are loopback aliases 127.0.0.x.)"""
+    and after a quiet window the source gets in again. A principal whose *authentically
+    signed* tokens failed too often is refused from any source; forged tokens that merely
+    claim a principal cannot lock it out. (Sources are loopback aliases 127.0.0.x.)"""
     gw = start_gateway(tmp_path_factory.mktemp("sasl-guard"),
                        sasl_auth_config(sasl_keys, guard=(2, 5, 3000)), auth="sasl")
     refused = "too many failed authentication attempts from this address or for this principal; retry in a minute"
@@ -1013,14 +1012,21 @@ def test_failed_attempts_delayed_then_refused(pool, sasl_keys, tmp_path_factory)
         assert attempt("127.0.0.2", env.mint(subject="innocent"), "OAUTHBEARER")[:2] == (
             SASL_AUTHENTICATION_FAILED, refused)
         assert attempt("127.0.0.3", env.mint(subject="innocent"))[0] == 0
-        # The principal demo/guess is locked from every source.
-        assert attempt("127.0.0.4", env.mint(subject="guess"))[:2] == (SASL_AUTHENTICATION_FAILED, refused)
+        # Forged tokens only *claim* demo/guess: they must not lock that principal out.
+        assert attempt("127.0.0.4", env.mint(subject="guess"))[0] == 0
         assert wait_log(gw, r"WARN.*closing client connection.*peer=127\.0\.0\.2:\d+.*too many failed"), \
             log_text(gw)[-3000:]
+        # Authentically signed failures (expired tokens) do count against their principal,
+        # from whatever source: demo/stale is then refused everywhere, even with a good token.
+        for i in range(5):
+            err, msg, _ = attempt(f"127.0.0.{10 + i}", env.ed_token(subject="stale", ttl=-5))
+            assert (err, msg) == (SASL_AUTHENTICATION_FAILED, "Authentication failed: token has expired; get a new token")
+        assert attempt("127.0.0.20", env.mint(subject="stale"))[:2] == (SASL_AUTHENTICATION_FAILED, refused)
+        assert attempt("127.0.0.21", env.mint(subject="fresh"))[0] == 0
         # A quiet window later the source and the principal may try again.
         time.sleep(3.5)
         assert attempt("127.0.0.2", env.mint(subject="innocent"))[0] == 0
-        assert attempt("127.0.0.4", env.mint(subject="guess"))[0] == 0
+        assert attempt("127.0.0.22", env.mint(subject="stale"))[0] == 0
         assert gw.alive()
     finally:
         stop_gateway(gw)

@@ -238,7 +238,7 @@ enum State<P> {
     /// v1 handshake done: the next SaslAuthenticate carries the token.
     Handshaken { mechanism: Mechanism, raw: bool },
     /// OAUTHBEARER challenge sent; waiting for the client's 0x01 before failing.
-    Challenged { rejection: Rejection },
+    Challenged { rejection: Rejection, what: &'static str },
     Authenticated { principal: P, expires: Instant },
     /// Re-authentication in progress on an authenticated connection.
     Reauthenticating { principal: P, expires: Instant, mechanism: Mechanism },
@@ -384,9 +384,9 @@ impl<P: Identity> SaslSession<P> {
                             Err(rejection) => self.fail(mechanism, rejection, "Authentication", reply),
                         }
                     }
-                    State::Challenged { rejection } => {
+                    State::Challenged { rejection, what } => {
                         // The client's answer to the challenge is 0x01; either way we fail now.
-                        let message = format!("Authentication failed: {}", rejection.reason);
+                        let message = format!("{what} failed: {}", rejection.reason);
                         Step::Fail(reply(SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0), rejection)
                     }
                     State::Reauthenticating { principal: current, mechanism, .. } => {
@@ -432,12 +432,12 @@ impl<P: Identity> SaslSession<P> {
         &mut self,
         mechanism: Mechanism,
         rejection: Rejection,
-        what: &str,
+        what: &'static str,
         reply: impl Fn(i16, Option<String>, Bytes, i64) -> Bytes,
     ) -> Step<P> {
         match mechanism {
             Mechanism::OAuthBearer => {
-                self.state = State::Challenged { rejection };
+                self.state = State::Challenged { rejection, what };
                 Step::Reply(reply(0, None, Bytes::from_static(INVALID_TOKEN_CHALLENGE), 0))
             }
             Mechanism::Plain => {

@@ -122,6 +122,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let read = tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf)).await;
             match read {
                 Err(_) => return Err(on_timeout),
+                // TLS peers that hang up without close_notify look like this; between
+                // frames it is an ordinary close.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.buf.is_empty() => return Ok(None),
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(0)) => {
                     return if self.buf.is_empty() {

@@ -42,7 +42,14 @@ fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, TlsError
         .key_provider
         .load_private_key(key)
         .map_err(|e| TlsError::Key { path: shown(key_file), reason: e.to_string() })?;
-    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+    let pair = CertifiedKey::new(certs, signing);
+    // A renewal written file by file can briefly pair a new key with the old
+    // certificate; such a pair would fail every handshake, so it is refused.
+    pair.keys_match().map_err(|e| TlsError::Key {
+        path: shown(key_file),
+        reason: format!("it does not belong to the certificate in {}: {e}", shown(cert_file)),
+    })?;
+    Ok(Arc::new(pair))
 }
 
 /// The current certificate, swapped in place on reload.
@@ -101,7 +108,11 @@ impl CertStore {
                     info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
                     seen = now;
                 }
-                Err(e) => warn!(error = %e, "TLS certificate changed but cannot be loaded; keeping the old one"),
+                Err(e) => {
+                    // Once per change, not once per poll.
+                    warn!(error = %e, "TLS certificate changed but cannot be loaded; keeping the old one");
+                    seen = now;
+                }
             }
         }
     }

@@ -3,8 +3,13 @@
 //! `loadtest proxy-bench` compares Kafka's own perf tools run straight at the pool
 //! and through a `sluice` it starts itself, and writes a JSON and a Markdown report
 //! (see `bench` for the method, `report` for what is written).
+//!
+//! `loadtest auth-bench` measures SASL + JWT authentications per second, per gateway
+//! CPU-second and their latency against a `sluice` with `listener.auth = "sasl"`
+//! (see `auth_bench`).
 #![forbid(unsafe_code)]
 
+mod auth_bench;
 mod bench;
 mod gateway;
 mod perf;
@@ -31,6 +36,59 @@ struct Cli {
 enum Command {
     /// Direct-to-pool vs through-sluice throughput, latency, CPU and memory (SPEC 11).
     ProxyBench(ProxyBenchArgs),
+    /// SASL + JWT authentications/s, per gateway CPU-second, and their p50/p99/p99.9
+    /// latency, for OAUTHBEARER and PLAIN, new connection vs re-authentication.
+    AuthBench(AuthBenchArgs),
+}
+
+#[derive(Args)]
+struct AuthBenchArgs {
+    /// The gateway binary to start (build it with `cargo build --release -p sluice-gateway`).
+    #[arg(long, default_value = "target/release/sluice")]
+    gateway_bin: PathBuf,
+    /// Where auth.json and auth.md go [default: docs/benchmarks, or a fresh temp
+    /// directory with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the key, JWKS, gateway config and log are kept [default: a temp directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Concurrent client counts; every mechanism × variant runs once per count
+    /// (1 = latency without queueing behind other clients).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    clients: Vec<usize>,
+    /// Measured seconds per phase (client count × mechanism × variant).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Unmeasured warm-up seconds before each phase.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Most authentications per phase, all clients together.
+    #[arg(long, default_value_t = 200_000)]
+    max_auths: u64,
+    #[arg(long, value_delimiter = ',', default_value = "OAUTHBEARER,PLAIN")]
+    mechanisms: Vec<String>,
+    /// `connect` (new connection per authentication) and/or `reauth` (KIP-368
+    /// re-authentication on one connection).
+    #[arg(long, value_delimiter = ',', default_value = "reauth,connect")]
+    variants: Vec<String>,
+    /// criterion's output directory, for the `verify` bench table.
+    #[arg(long, default_value = "target/criterion")]
+    criterion_dir: PathBuf,
+    /// About a second in all: 0.2 s per phase, no warm-up, 2 clients, output in a
+    /// temp directory unless --out.
+    #[arg(long)]
+    smoke: bool,
+    /// The pool's bootstrap brokers (the gateway's upstream).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
+    )]
+    pool_bootstrap: Vec<String>,
+    /// The commit --gateway-bin was built from, when that is not this checkout.
+    #[arg(long)]
+    gateway_commit: Option<String>,
 }
 
 #[derive(Args)]
@@ -96,7 +154,75 @@ struct ProxyBenchArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ProxyBench(args) => proxy_bench(args),
+        Command::AuthBench(args) => auth_bench(args),
     }
+}
+
+fn auth_bench(a: AuthBenchArgs) -> anyhow::Result<()> {
+    let (clients, duration, warmup) = if a.smoke {
+        (vec![2], 0.2, 0.0)
+    } else {
+        (a.clients.clone(), a.duration, a.warmup)
+    };
+    if clients.is_empty()
+        || clients.contains(&0)
+        || clients.len() > 8
+        || duration.is_nan()
+        || duration <= 0.0
+        || warmup.is_nan()
+        || warmup < 0.0
+        || a.max_auths == 0
+    {
+        bail!("--clients (1 to 8 counts), --duration and --max-auths must be positive, --warmup not negative");
+    }
+    if duration > 600.0 || warmup > 600.0 {
+        bail!("--duration and --warmup are at most 600 s");
+    }
+    if !a.gateway_bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sluice-gateway`",
+            a.gateway_bin.display()
+        );
+    }
+    let run_id = format!("{}-{}", std::process::id(), unix_secs());
+    let temp = std::env::temp_dir();
+    let out_dir = match (&a.out, a.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => temp.join(format!("loadtest-auth-smoke-{run_id}")),
+        (None, false) => PathBuf::from("docs/benchmarks"),
+    };
+    let params = auth_bench::Params {
+        clients,
+        duration_s: duration,
+        warmup_s: warmup,
+        max_auths: a.max_auths,
+        mechanisms: a
+            .mechanisms
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
+        variants: a.variants.iter().map(|v| v.to_ascii_lowercase()).collect(),
+        smoke: a.smoke,
+    };
+    let setup = auth_bench::Setup {
+        gateway_bin: a.gateway_bin.clone(),
+        pool_bootstrap: a.pool_bootstrap.clone(),
+        out_dir,
+        work_dir: a
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| temp.join(format!("loadtest-auth-work-{run_id}"))),
+        criterion_dir: a.criterion_dir.clone(),
+        command: reproduce_command(std::env::args().skip(1)),
+        invocation: invocation(),
+        git_commit: a
+            .gateway_commit
+            .as_ref()
+            .map(|c| format!("{c} (gateway built from this commit, per --gateway-commit)")),
+    };
+    let (json, md) = auth_bench::run(&params, &setup).context("auth-bench failed")?;
+    println!("wrote {}\nwrote {}", json.display(), md.display());
+    Ok(())
 }
 
 fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
@@ -251,9 +377,20 @@ mod tests {
         Cli::command().debug_assert();
         let cli =
             Cli::try_parse_from(["loadtest", "proxy-bench", "--smoke", "--records", "10"]).unwrap();
-        let Command::ProxyBench(a) = cli.command;
+        let Command::ProxyBench(a) = cli.command else {
+            panic!("proxy-bench expected");
+        };
         assert!(a.smoke);
         assert_eq!(a.records, 10);
         assert_eq!(a.pool_bootstrap.len(), 3);
+        let cli =
+            Cli::try_parse_from(["loadtest", "auth-bench", "--smoke", "--variants", "reauth"])
+                .unwrap();
+        let Command::AuthBench(a) = cli.command else {
+            panic!("auth-bench expected");
+        };
+        assert!(a.smoke);
+        assert_eq!(a.variants, ["reauth"]);
+        assert_eq!(a.mechanisms, ["OAUTHBEARER", "PLAIN"]);
     }
 }

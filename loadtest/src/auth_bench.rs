@@ -1,0 +1,805 @@
+//! `auth-bench`: SASL + JWT authentications per second, per gateway CPU-second, and
+//! their latency, against a `sluice` started with `listener.auth = "sasl"`.
+//!
+//! The gateway trusts one issuer whose Ed25519 key is made with `sluice token keygen`;
+//! one token is minted with `sluice token mint` and reused by every client (its key
+//! is cached after the gateway's startup JWKS load, so no JWKS fetch is measured).
+//! For each mechanism (OAUTHBEARER, PLAIN) two variants run, each for a fixed time
+//! (capped by a count), with `clients` concurrent raw-TCP clients on loopback:
+//!
+//! - `connect`: every authentication is a new TCP connection: connect, SaslHandshake
+//!   v1, SaslAuthenticate v2, close. The gateway opens an upstream connection to a
+//!   pool broker for each client connection, so this is the full cost of a client
+//!   arriving, upstream connect included.
+//! - `reauth`: each client connects and authenticates once, then re-authenticates
+//!   over and over on that connection (KIP-368: SaslHandshake + SaslAuthenticate
+//!   again), which isolates the SASL + JWT work from TCP and upstream setup.
+//!
+//! Latency "auth" is SaslAuthenticate sent → its response read; "total" is the
+//! handshake + authenticate (plus connect, in the `connect` variant). Gateway CPU is
+//! utime + stime from `/proc/<pid>/stat` around each measured phase.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::gateway::{config_text, Gateway};
+use crate::perf::tail;
+use crate::procfs::{self, Memory};
+use crate::report::{git_commit, profile_of, utc_date};
+
+const ISSUER: &str = "https://loadtest.sluice.invalid";
+const TENANT: &str = "bench";
+const SUBJECT: &str = "s";
+/// SPEC target for the p99 of one SASL + JWT authentication with cached keys.
+const TARGET_P99_US: f64 = 1000.0;
+const HANDSHAKE_VERSION: i16 = 1;
+const AUTHENTICATE_VERSION: i16 = 2;
+
+/// What to run; filled from the command line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    /// Concurrent clients; every mechanism × variant runs once per count.
+    pub clients: Vec<usize>,
+    /// Measured seconds per phase.
+    pub duration_s: f64,
+    /// Unmeasured seconds before each phase.
+    pub warmup_s: f64,
+    /// Upper bound on authentications per phase (all clients together).
+    pub max_auths: u64,
+    /// `OAUTHBEARER` and/or `PLAIN`.
+    pub mechanisms: Vec<String>,
+    /// `connect` and/or `reauth`.
+    pub variants: Vec<String>,
+    pub smoke: bool,
+}
+
+pub struct Setup {
+    pub gateway_bin: PathBuf,
+    pub pool_bootstrap: Vec<String>,
+    pub out_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// Where criterion keeps `verify/<bench>/new/estimates.json`, if it ran.
+    pub criterion_dir: PathBuf,
+    pub command: String,
+    pub invocation: String,
+    pub git_commit: Option<String>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            mean_us: h.mean() / 1000.0,
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// One measured phase: a mechanism and a variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub mechanism: String,
+    pub variant: String,
+    pub clients: usize,
+    pub wall_s: f64,
+    pub authentications: u64,
+    pub auths_per_sec: f64,
+    pub gateway_cpu_s: f64,
+    /// Gateway CPU-seconds per wall second (1.0 = one core busy).
+    pub gateway_cores_busy: f64,
+    /// Authentications per gateway CPU-second: per core, were a core given to it alone.
+    pub auths_per_gateway_cpu_s: Option<f64>,
+    /// This load generator's own CPU over the phase (it shares the machine).
+    pub client_cpu_s: f64,
+    /// SaslAuthenticate request sent → response read.
+    pub auth_latency: Latency,
+    /// SaslHandshake + SaslAuthenticate (and the TCP connect, for `connect`).
+    pub total_latency: Latency,
+    /// The client's TCP connect alone (`connect` only; empty for `reauth`).
+    pub connect_latency: Latency,
+    /// Machine-wide `TcpExt` counters over the phase (`/proc/net/netstat`): listen
+    /// queue overflows and SYN retransmits. A lost SYN costs a 1 s retransmit timeout,
+    /// which is what a ~1 s outlier in `total_latency` usually is.
+    pub listen_overflows: Option<u64>,
+    pub syn_retransmits: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub mem_total_gib: f64,
+    pub kernel: String,
+    pub date_utc: String,
+    pub gateway_bin: String,
+    pub gateway_profile: String,
+    pub loadtest_profile: &'static str,
+    pub git_commit: String,
+    pub load_before: [f64; 3],
+    pub load_after: [f64; 3],
+}
+
+/// A criterion result for `Authenticator::verify`, read from `target/criterion`.
+#[derive(Debug, Serialize)]
+pub struct CriterionResult {
+    pub bench: String,
+    pub mean_us: f64,
+    pub median_us: f64,
+    /// 1 / mean: verifications per second on one core.
+    pub per_sec_one_core: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub machine: Machine,
+    pub params: Params,
+    pub command: String,
+    pub invocation: String,
+    pub token_bytes: usize,
+    pub phases: Vec<Phase>,
+    pub criterion: Vec<CriterionResult>,
+    pub gateway_memory_end: Option<Memory>,
+    pub gateway_log_warnings: usize,
+    pub target_p99_us: f64,
+}
+
+/// Runs every phase, writes `auth.json` and `auth.md` into the out dir.
+pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(&setup.work_dir)
+        .with_context(|| format!("creating {}", setup.work_dir.display()))?;
+    std::fs::create_dir_all(&setup.out_dir)
+        .with_context(|| format!("creating {}", setup.out_dir.display()))?;
+    let load_before = procfs::loadavg()?;
+    let started = unix_now();
+    let token = mint(&setup.gateway_bin, &setup.work_dir)?;
+    let jwks = setup.work_dir.join("jwks.json");
+    let pool = setup.pool_bootstrap.clone();
+    let mechanisms = params.mechanisms.join("\", \"");
+    let mut gateway = Gateway::start_with_config(
+        &setup.gateway_bin,
+        &setup.work_dir,
+        Duration::from_secs(30),
+        |base| sasl_config(base, &pool, &jwks, &mechanisms),
+    )
+    .context("starting the gateway")?;
+    eprintln!(
+        "[auth-bench] gateway pid {} on {}",
+        gateway.pid, gateway.bootstrap
+    );
+    let (clk_tck, _) = procfs::clock_ticks_per_sec();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the client runtime")?;
+    let mut phases = Vec::new();
+    for &clients in &params.clients {
+        for mechanism in &params.mechanisms {
+            for variant in &params.variants {
+                let reauth = match variant.as_str() {
+                    "connect" => false,
+                    "reauth" => true,
+                    other => bail!("unknown variant {other:?} (connect or reauth)"),
+                };
+                let auth_bytes = auth_bytes(mechanism, &token)?;
+                let spec = PhaseSpec {
+                    addr: gateway.bootstrap.clone(),
+                    mechanism: mechanism.clone(),
+                    auth_bytes,
+                    reauth,
+                    clients,
+                };
+                if params.warmup_s > 0.0 {
+                    rt.block_on(drive(&spec, secs(params.warmup_s), params.max_auths))
+                        .with_context(|| format!("{mechanism}/{variant} warm-up"))?;
+                }
+                let net0 = tcp_ext();
+                let cpu0 = procfs::cpu_ticks(gateway.pid)?;
+                let self0 = procfs::cpu_ticks(std::process::id())?;
+                let t0 = Instant::now();
+                let result = rt.block_on(drive(&spec, secs(params.duration_s), params.max_auths));
+                let wall_s = t0.elapsed().as_secs_f64();
+                let cpu1 = procfs::cpu_ticks(gateway.pid)?;
+                let self1 = procfs::cpu_ticks(std::process::id())?;
+                let net1 = tcp_ext();
+                let delta = |k: &str| {
+                    Some(
+                        net1.as_ref()?
+                            .get(k)?
+                            .saturating_sub(*net0.as_ref()?.get(k)?),
+                    )
+                };
+                if !gateway.alive() {
+                    let log = std::fs::read_to_string(&gateway.log_path).unwrap_or_default();
+                    bail!(
+                        "the gateway exited during {mechanism}/{variant}; log tail:\n{}",
+                        tail(&log, 3000)
+                    );
+                }
+                let (auth_h, total_h, connect_h) =
+                    result.with_context(|| format!("{mechanism}/{variant}"))?;
+                let ticks = |a: procfs::CpuTicks, b: procfs::CpuTicks| {
+                    b.total().saturating_sub(a.total()) as f64 / clk_tck as f64
+                };
+                let gateway_cpu_s = ticks(cpu0, cpu1);
+                let n = auth_h.len();
+                let phase = Phase {
+                    mechanism: mechanism.clone(),
+                    variant: variant.clone(),
+                    clients,
+                    wall_s,
+                    authentications: n,
+                    auths_per_sec: n as f64 / wall_s,
+                    gateway_cpu_s,
+                    gateway_cores_busy: gateway_cpu_s / wall_s,
+                    auths_per_gateway_cpu_s: (gateway_cpu_s > 0.0)
+                        .then(|| n as f64 / gateway_cpu_s),
+                    client_cpu_s: ticks(self0, self1),
+                    auth_latency: Latency::of(&auth_h),
+                    total_latency: Latency::of(&total_h),
+                    connect_latency: Latency::of(&connect_h),
+                    listen_overflows: delta("ListenOverflows"),
+                    syn_retransmits: delta("TCPSynRetrans"),
+                };
+                eprintln!(
+                "[auth-bench] {mechanism}/{variant}/{clients} clients: {n} auths in {wall_s:.2} s = {:.0}/s, gateway {gateway_cpu_s:.2} CPU-s ({}/CPU-s), auth p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
+                phase.auths_per_sec,
+                phase.auths_per_gateway_cpu_s.map_or("n/a".into(), |v| format!("{v:.0}")),
+                phase.auth_latency.p50_us,
+                phase.auth_latency.p99_us,
+                phase.auth_latency.p999_us
+            );
+                ensure!(n > 0, "{mechanism}/{variant}: no authentication completed");
+                phases.push(phase);
+            }
+        }
+    }
+    let memory_end = procfs::memory(gateway.pid).ok();
+    gateway.stop();
+    let log = std::fs::read_to_string(&gateway.log_path).unwrap_or_default();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+        .count();
+    let report = Report {
+        schema: "sluice.loadtest.auth/1",
+        machine: Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: procfs::cpu_model(),
+            mem_total_gib: procfs::mem_total_kib()? as f64 / (1024.0 * 1024.0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or("unknown".into(), |s| s.trim().into()),
+            date_utc: utc_date(started),
+            gateway_bin: setup.gateway_bin.display().to_string(),
+            gateway_profile: profile_of(&setup.gateway_bin),
+            loadtest_profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            git_commit: setup.git_commit.clone().unwrap_or_else(git_commit),
+            load_before,
+            load_after: procfs::loadavg()?,
+        },
+        params: params.clone(),
+        command: setup.command.clone(),
+        invocation: setup.invocation.clone(),
+        token_bytes: token.len(),
+        phases,
+        criterion: criterion_results(&setup.criterion_dir),
+        gateway_memory_end: memory_end,
+        gateway_log_warnings: warnings,
+        target_p99_us: TARGET_P99_US,
+    };
+    let json_path = setup.out_dir.join("auth.json");
+    let md_path = setup.out_dir.join("auth.md");
+    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&md_path, markdown(&report))
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    Ok((json_path, md_path))
+}
+
+/// The `TcpExt` counters of `/proc/net/netstat` (a header line, then a value line).
+fn parse_tcp_ext(text: &str) -> Option<std::collections::HashMap<String, u64>> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    Some(
+        names
+            .split_whitespace()
+            .skip(1)
+            .zip(values.split_whitespace().skip(1))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect(),
+    )
+}
+
+fn tcp_ext() -> Option<std::collections::HashMap<String, u64>> {
+    parse_tcp_ext(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// `sluice token keygen` into `work_dir`, then one `sluice token mint`ed token.
+fn mint(bin: &Path, work_dir: &Path) -> anyhow::Result<String> {
+    let key = work_dir.join("k.pem");
+    let jwks = work_dir.join("jwks.json");
+    let out = Command::new(bin)
+        .args(["token", "keygen", "--key"])
+        .arg(&key)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .context("running sluice token keygen")?;
+    ensure!(
+        out.status.success(),
+        "sluice token keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["token", "mint", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            ISSUER,
+            "--audience",
+            "sluice",
+            "--tenant",
+            TENANT,
+            "--subject",
+            SUBJECT,
+            "--ttl-secs",
+            "3600",
+        ])
+        .output()
+        .context("running sluice token mint")?;
+    ensure!(
+        out.status.success(),
+        "sluice token mint failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .context("token is not UTF-8")?
+        .trim()
+        .to_string();
+    ensure!(
+        token.split('.').count() == 3,
+        "minted token is not a JWT: {token:?}"
+    );
+    Ok(token)
+}
+
+/// The proxy-bench config with `listener.auth = "sasl"` and one file-backed issuer.
+fn sasl_config(base: u16, pool: &[String], jwks: &Path, mechanisms: &str) -> String {
+    let text = config_text(base, pool)
+        .replace("proxy-bench", "auth-bench")
+        .replace("auth = \"none\"", "auth = \"sasl\"");
+    format!(
+        "{text}\n[auth]\nmechanisms = [\"{mechanisms}\"]\ntenants = [\"{TENANT}\"]\n\n\
+         [[auth.issuers]]\nissuer = \"{ISSUER}\"\naudience = [\"sluice\"]\njwks_file = \"{}\"\n",
+        jwks.display()
+    )
+}
+
+/// The SaslAuthenticate payload for `mechanism` carrying `token`.
+fn auth_bytes(mechanism: &str, token: &str) -> anyhow::Result<Bytes> {
+    Ok(Bytes::from(match mechanism {
+        "OAUTHBEARER" => format!("n,,\x01auth=Bearer {token}\x01\x01"),
+        "PLAIN" => format!("\0{SUBJECT}\0{token}"),
+        other => bail!("unknown mechanism {other:?} (OAUTHBEARER or PLAIN)"),
+    }))
+}
+
+struct PhaseSpec {
+    addr: String,
+    mechanism: String,
+    auth_bytes: Bytes,
+    reauth: bool,
+    clients: usize,
+}
+
+/// Runs `spec.clients` clients until `duration` passes or `max_auths` authentications
+/// (all clients) are done; returns the merged auth and total latency histograms (ns).
+async fn drive(
+    spec: &PhaseSpec,
+    duration: Duration,
+    max_auths: u64,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Histogram<u64>)> {
+    let deadline = Instant::now() + duration;
+    let budget = Arc::new(AtomicU64::new(max_auths));
+    let mut tasks = Vec::new();
+    for id in 0..spec.clients {
+        let client = Client {
+            addr: spec.addr.clone(),
+            mechanism: StrBytes::from_string(spec.mechanism.clone()),
+            auth_bytes: spec.auth_bytes.clone(),
+            client_id: StrBytes::from_string(format!("loadtest-auth-{id}")),
+            correlation: 0,
+        };
+        let budget = budget.clone();
+        let reauth = spec.reauth;
+        tasks.push(tokio::spawn(async move {
+            client.run(reauth, deadline, budget).await
+        }));
+    }
+    let mut auth = histogram();
+    let mut total = histogram();
+    let mut connect = histogram();
+    for task in tasks {
+        let (a, t, c) = task.await.context("client task panicked")??;
+        auth.add(&a).context("merging histograms")?;
+        total.add(&t).context("merging histograms")?;
+        connect.add(&c).context("merging histograms")?;
+    }
+    Ok((auth, total, connect))
+}
+
+/// 1 µs .. 60 s in nanoseconds, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    h.saturating_record(d.as_nanos().clamp(1_000, 60_000_000_000) as u64);
+}
+
+/// Takes one authentication from the shared budget; false when it is spent.
+fn take(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+struct Client {
+    addr: String,
+    mechanism: StrBytes,
+    auth_bytes: Bytes,
+    client_id: StrBytes,
+    correlation: i32,
+}
+
+impl Client {
+    async fn run(
+        mut self,
+        reauth: bool,
+        deadline: Instant,
+        budget: Arc<AtomicU64>,
+    ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Histogram<u64>)> {
+        let mut auth = histogram();
+        let mut total = histogram();
+        let mut connect = histogram();
+        if reauth {
+            let mut stream = self.connect().await?;
+            // The first authentication opens the session; only re-authentications count.
+            self.authenticate(&mut stream).await?;
+            while Instant::now() < deadline && take(&budget) {
+                let t0 = Instant::now();
+                let a = self.authenticate(&mut stream).await?;
+                record(&mut total, t0.elapsed());
+                record(&mut auth, a);
+            }
+        } else {
+            while Instant::now() < deadline && take(&budget) {
+                let t0 = Instant::now();
+                let mut stream = self.connect().await?;
+                record(&mut connect, t0.elapsed());
+                let a = self.authenticate(&mut stream).await?;
+                record(&mut total, t0.elapsed());
+                record(&mut auth, a);
+                drop(stream);
+            }
+        }
+        Ok((auth, total, connect))
+    }
+
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
+        let stream = TcpStream::connect(&self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// SaslHandshake v1 then SaslAuthenticate v2, both answered with error 0;
+    /// returns the SaslAuthenticate round trip.
+    async fn authenticate(&mut self, stream: &mut TcpStream) -> anyhow::Result<Duration> {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(self.mechanism.clone());
+        let mut body = self
+            .round_trip(stream, ApiKey::SaslHandshake, HANDSHAKE_VERSION, &handshake)
+            .await?;
+        let resp = SaslHandshakeResponse::decode(&mut body, HANDSHAKE_VERSION)
+            .context("decoding SaslHandshakeResponse")?;
+        ensure!(
+            resp.error_code == 0,
+            "SaslHandshake {} failed with error {}",
+            self.mechanism.as_str(),
+            resp.error_code
+        );
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(self.auth_bytes.clone());
+        let t0 = Instant::now();
+        let mut body = self
+            .round_trip(
+                stream,
+                ApiKey::SaslAuthenticate,
+                AUTHENTICATE_VERSION,
+                &request,
+            )
+            .await?;
+        let elapsed = t0.elapsed();
+        let resp = SaslAuthenticateResponse::decode(&mut body, AUTHENTICATE_VERSION)
+            .context("decoding SaslAuthenticateResponse")?;
+        ensure!(
+            resp.error_code == 0 && resp.auth_bytes.is_empty(),
+            "SaslAuthenticate failed: error {} {:?}, challenge {:?}",
+            resp.error_code,
+            resp.error_message.as_ref().map(|m| m.as_str()),
+            String::from_utf8_lossy(&resp.auth_bytes)
+        );
+        Ok(elapsed)
+    }
+
+    /// Sends one request and reads its response; returns the body after the header.
+    async fn round_trip<M: Encodable>(
+        &mut self,
+        stream: &mut TcpStream,
+        api: ApiKey,
+        version: i16,
+        body: &M,
+    ) -> anyhow::Result<Bytes> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.correlation;
+        let mut frame = BytesMut::with_capacity(128 + self.auth_bytes.len());
+        frame.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(self.client_id.clone()))
+            .encode(&mut frame, api.request_header_version(version))?;
+        body.encode(&mut frame, version)?;
+        let len = i32::try_from(frame.len() - 4)?;
+        frame[0..4].copy_from_slice(&len.to_be_bytes());
+        stream.write_all(&frame).await.context("sending")?;
+        let len = stream.read_i32().await.with_context(|| {
+            format!("reading the {api:?} response (connection closed by the gateway?)")
+        })?;
+        ensure!((0..=1 << 20).contains(&len), "bad response length {len}");
+        let mut buf = vec![0u8; len as usize];
+        stream.read_exact(&mut buf).await.context("reading")?;
+        let mut buf = Bytes::from(buf);
+        let header = ResponseHeader::decode(&mut buf, api.response_header_version(version))?;
+        ensure!(
+            header.correlation_id == correlation,
+            "correlation id {} for request {correlation}",
+            header.correlation_id
+        );
+        ensure!(buf.has_remaining(), "empty {api:?} response");
+        Ok(buf)
+    }
+}
+
+/// `verify/<bench>/new/estimates.json` under `dir`, for each bench that ran.
+fn criterion_results(dir: &Path) -> Vec<CriterionResult> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("verify")) else {
+        return out;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "report")
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join("verify").join(&name).join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let ns = |k: &str| v[k]["point_estimate"].as_f64();
+        if let (Some(mean), Some(median)) = (ns("mean"), ns("median")) {
+            out.push(CriterionResult {
+                bench: name,
+                mean_us: mean / 1000.0,
+                median_us: median / 1000.0,
+                per_sec_one_core: 1e9 / mean,
+            });
+        }
+    }
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The Markdown report.
+pub fn markdown(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let m = &r.machine;
+    let p = &r.params;
+    let mut o = String::new();
+    let _ = writeln!(o, "# Authentication: SASL + JWT throughput and latency\n");
+    if p.smoke {
+        let _ = writeln!(o, "> **Smoke run** (a fraction of a second per phase): checks that the benchmark works; the figures mean little.\n");
+    }
+    let _ = writeln!(
+        o,
+        "Generated by `loadtest auth-bench` on {}. Raw figures: `auth.json` beside this file.\n",
+        m.date_utc
+    );
+    let _ = writeln!(o, "## Result\n");
+    let _ = writeln!(o, "SPEC target: p99 SASL + JWT latency with cached keys **≤ 1 ms**. It is judged on the `reauth` variant (SaslAuthenticate round trip on an open connection: SASL parsing, JWT verification, the answer); the `connect` variant's figures add connection setup.\n");
+    let _ = writeln!(o, "| mechanism | variant | clients | auths | auths/s | gateway CPU-s | gateway cores busy | auths per gateway CPU-s (per core) | auth p50 µs | auth p99 µs | auth p99.9 µs | auth max µs | total p50 µs | total p99 µs | total max µs | listen overflows / SYN retransmits (machine) | p99 ≤ 1 ms |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for ph in &r.phases {
+        let a = &ph.auth_latency;
+        let t = &ph.total_latency;
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
+            ph.mechanism, ph.variant, ph.clients, ph.authentications, ph.auths_per_sec, ph.gateway_cpu_s,
+            ph.gateway_cores_busy, ph.auths_per_gateway_cpu_s.map_or("n/a".into(), |v| format!("{v:.0}")),
+            a.p50_us, a.p99_us, a.p999_us, a.max_us, t.p50_us, t.p99_us, t.max_us,
+            ph.listen_overflows.map_or("n/a".into(), |v| v.to_string()),
+            ph.syn_retransmits.map_or("n/a".into(), |v| v.to_string()),
+            if a.p99_us <= r.target_p99_us { "**met**" } else { "**missed**" }
+        );
+    }
+    let _ = writeln!(o);
+    if !r.criterion.is_empty() {
+        let _ = writeln!(o, "`Authenticator::verify` alone (criterion, `cargo bench -p sluice-tenancy --bench verify`, read from `target/criterion/verify/*/new/estimates.json`):\n");
+        let _ = writeln!(o, "| bench | mean µs | median µs | verifications/s on one core (1/mean) |\n|---|---|---|---|");
+        for c in &r.criterion {
+            let _ = writeln!(
+                o,
+                "| {} | {:.2} | {:.2} | {:.0} |",
+                c.bench, c.mean_us, c.median_us, c.per_sec_one_core
+            );
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(
+        o,
+        "Gateway log: {} WARN/ERROR/panic lines. RSS at the end: {}.\n",
+        r.gateway_log_warnings,
+        r.gateway_memory_end.map_or("n/a".into(), |mem| format!(
+            "{:.1} MiB (peak {:.1} MiB)",
+            mem.rss_kib as f64 / 1024.0,
+            mem.hwm_kib as f64 / 1024.0
+        ))
+    );
+    let _ = writeln!(o, "## Machine\n\n| | |\n|---|---|");
+    let _ = writeln!(o, "| CPUs (nproc) | {} |", m.nproc);
+    let _ = writeln!(o, "| CPU model | {} |", m.cpu_model);
+    let _ = writeln!(o, "| memory | {:.1} GiB |", m.mem_total_gib);
+    let _ = writeln!(o, "| kernel | {} |", m.kernel);
+    let _ = writeln!(o, "| date | {} |", m.date_utc);
+    let _ = writeln!(
+        o,
+        "| gateway build | `{}` ({} profile); HEAD: {} |",
+        m.gateway_bin, m.gateway_profile, m.git_commit
+    );
+    let _ = writeln!(
+        o,
+        "| load generator | {} build, one tokio current-thread runtime |",
+        m.loadtest_profile
+    );
+    let _ = writeln!(
+        o,
+        "| load average 1/5/15 min | before {:.2} / {:.2} / {:.2}, after {:.2} / {:.2} / {:.2} |\n",
+        m.load_before[0],
+        m.load_before[1],
+        m.load_before[2],
+        m.load_after[0],
+        m.load_after[1],
+        m.load_after[2]
+    );
+    if m.load_before[0] > m.nproc as f64 * 0.5 {
+        let _ = writeln!(o, "Note: the machine was not idle (1-minute load {:.2} on {} CPUs before the run): the gateway, the load generator, the Kafka pool and unrelated work share the cores, so rates are low and latencies noisy. Authentications per gateway CPU-second is the least disturbed figure.\n", m.load_before[0], m.nproc);
+    }
+    let _ = writeln!(o, "## Method\n");
+    let _ = writeln!(o, "- Gateway: `sluice serve` with `listener.auth = \"sasl\"`, mechanisms {}, one issuer backed by a JWKS file (an Ed25519 key from `sluice token keygen`), started by the benchmark on free loopback ports and stopped at the end; log level `RUST_LOG` or `info` (one log line per successful authentication, as deployed).", p.mechanisms.join(", "));
+    let _ = writeln!(o, "- Token: one EdDSA JWT ({} bytes) from `sluice token mint --tenant {TENANT} --subject {SUBJECT} --ttl-secs 3600`, reused by every client; the key is cached from the gateway's startup JWKS load, so no fetch is measured.", r.token_bytes);
+    let _ = writeln!(o, "- Clients: {} concurrent raw-TCP clients (each count a separate set of phases) on one tokio current-thread runtime in the `loadtest` process, frames built with kafka-protocol: SaslHandshake v{HANDSHAKE_VERSION} then SaslAuthenticate v{AUTHENTICATE_VERSION}, each answer checked for error 0 (and no OAUTHBEARER challenge). Any failure aborts the run.", p.clients.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" or "));
+    let _ = writeln!(o, "- Variants: `connect` — a new TCP connection per authentication (connect, handshake, authenticate, close); the gateway opens an upstream connection to a pool broker for every client connection, so this is the whole cost of a client arriving. `reauth` — one connection per client, authenticated once, then re-authenticated repeatedly (KIP-368 handshake + authenticate), which isolates the SASL + JWT cost.");
+    let _ = writeln!(o, "- Each phase: {:.1} s warm-up (not measured), then {:.1} s measured (at most {} authentications). Latency: HDR histogram (ns, 3 significant digits); \"auth\" is SaslAuthenticate sent → response read, \"total\" is handshake + authenticate (+ connect for `connect`). Client-side, so it includes loopback and the client's own scheduling on a shared machine.", p.warmup_s, p.duration_s, p.max_auths);
+    let _ = writeln!(o, "- Gateway CPU: utime + stime from `/proc/<pid>/stat` around the measured part of each phase. Authentications per gateway CPU-second is the per-core rate; the load generator's own CPU is in `auth.json` (`client_cpu_s`).\n");
+    let _ = writeln!(o, "## Reproduce\n\n```sh\ndeploy/pool.sh start   # the gateway needs the pool for its upstream connections\ncargo bench -p sluice-tenancy --bench verify   # optional: the criterion table\n{}\n```\n\nThis run was invoked as `{}`.", r.command, r.invocation);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_sasl_with_one_issuer() {
+        let text = sasl_config(
+            51230,
+            &["127.0.0.1:29091".into()],
+            Path::new("/w/jwks.json"),
+            "OAUTHBEARER\", \"PLAIN",
+        );
+        assert!(text.contains("auth = \"sasl\"\n"));
+        assert!(!text.contains("auth = \"none\""));
+        assert!(text.contains("mechanisms = [\"OAUTHBEARER\", \"PLAIN\"]\n"));
+        assert!(text.contains("tenants = [\"bench\"]\n"));
+        assert!(text.contains("jwks_file = \"/w/jwks.json\"\n"));
+    }
+
+    #[test]
+    fn sasl_payloads() {
+        assert_eq!(
+            auth_bytes("OAUTHBEARER", "a.b.c").unwrap(),
+            Bytes::from_static(b"n,,\x01auth=Bearer a.b.c\x01\x01")
+        );
+        assert_eq!(
+            auth_bytes("PLAIN", "a.b.c").unwrap(),
+            Bytes::from_static(b"\0s\0a.b.c")
+        );
+        assert!(auth_bytes("SCRAM", "x").is_err());
+    }
+
+    #[test]
+    fn netstat_tcp_ext() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows TCPSynRetrans\nTcpExt: 0 6 7\nIpExt: InNoRoutes\nIpExt: 0\n";
+        let m = parse_tcp_ext(text).unwrap();
+        assert_eq!((m["ListenOverflows"], m["TCPSynRetrans"]), (6, 7));
+        assert!(parse_tcp_ext("IpExt: a\nIpExt: 1\n").is_none());
+    }
+
+    #[test]
+    fn budget_and_histogram() {
+        let b = AtomicU64::new(2);
+        assert!(take(&b) && take(&b) && !take(&b));
+        let mut h = histogram();
+        record(&mut h, Duration::from_micros(250));
+        record(&mut h, Duration::from_nanos(10));
+        let l = Latency::of(&h);
+        assert_eq!(l.count, 2);
+        assert!((l.max_us - 250.0).abs() < 1.0, "{l:?}");
+    }
+}

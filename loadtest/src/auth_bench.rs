@@ -169,6 +169,8 @@ pub struct Report {
     pub command: String,
     pub invocation: String,
     pub token_bytes: usize,
+    /// The gateway's `RUST_LOG` (it logs one INFO line per successful authentication).
+    pub gateway_log_level: String,
     pub phases: Vec<Phase>,
     pub criterion: Vec<CriterionResult>,
     pub gateway_memory_end: Option<Memory>,
@@ -288,6 +290,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     }
     let memory_end = procfs::memory(gateway.pid).ok();
     gateway.stop();
+    drain_time_wait();
     let log = std::fs::read_to_string(&gateway.log_path).unwrap_or_default();
     let warnings = log
         .lines()
@@ -317,6 +320,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
         command: setup.command.clone(),
         invocation: setup.invocation.clone(),
         token_bytes: token.len(),
+        gateway_log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         phases,
         criterion: criterion_results(&setup.criterion_dir),
         gateway_memory_end: memory_end,
@@ -349,6 +353,38 @@ fn parse_tcp_ext(text: &str) -> Option<std::collections::HashMap<String, u64>> {
 
 fn tcp_ext() -> Option<std::collections::HashMap<String, u64>> {
     parse_tcp_ext(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
+/// Sockets in TIME-WAIT (state `06`) in `/proc/net/tcp` and `tcp6`.
+fn time_wait_sockets() -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.split_whitespace().nth(3) == Some("06"))
+                .count()
+        })
+        .sum()
+}
+
+/// The `connect` variant leaves two TIME-WAIT sockets per authentication (the
+/// client's, and the gateway's upstream one) for 60 s. They hold loopback ports
+/// that a later `bind` (e.g. the next benchmark's or a test's free-port search)
+/// cannot reuse, so wait (at most 65 s) until few are left.
+fn drain_time_wait() {
+    let deadline = Instant::now() + Duration::from_secs(65);
+    let mut told = false;
+    loop {
+        let n = time_wait_sockets();
+        if n < 2000 || Instant::now() >= deadline {
+            return;
+        }
+        if !std::mem::replace(&mut told, true) {
+            eprintln!("[auth-bench] waiting for {n} TIME-WAIT sockets to expire (at most 65 s)");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn secs(s: f64) -> Duration {
@@ -741,7 +777,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "Note: the machine was not idle (1-minute load {:.2} on {} CPUs before the run): the gateway, the load generator, the Kafka pool and unrelated work share the cores, so rates are low and latencies noisy. Authentications per gateway CPU-second is the least disturbed figure.\n", m.load_before[0], m.nproc);
     }
     let _ = writeln!(o, "## Method\n");
-    let _ = writeln!(o, "- Gateway: `sluice serve` with `listener.auth = \"sasl\"`, mechanisms {}, one issuer backed by a JWKS file (an Ed25519 key from `sluice token keygen`), started by the benchmark on free loopback ports and stopped at the end; log level `RUST_LOG` or `info` (one log line per successful authentication, as deployed).", p.mechanisms.join(", "));
+    let _ = writeln!(o, "- Gateway: `sluice serve` with `listener.auth = \"sasl\"`, mechanisms {}, one issuer backed by a JWKS file (an Ed25519 key from `sluice token keygen`), started by the benchmark on free loopback ports and stopped at the end; `RUST_LOG={}` (at `info` the gateway logs one line per successful authentication, as deployed).", p.mechanisms.join(", "), r.gateway_log_level);
     let _ = writeln!(o, "- Token: one EdDSA JWT ({} bytes) from `sluice token mint --tenant {TENANT} --subject {SUBJECT} --ttl-secs 3600`, reused by every client; the key is cached from the gateway's startup JWKS load, so no fetch is measured.", r.token_bytes);
     let _ = writeln!(o, "- Clients: {} concurrent raw-TCP clients (each count a separate set of phases) on one tokio current-thread runtime in the `loadtest` process, frames built with kafka-protocol: SaslHandshake v{HANDSHAKE_VERSION} then SaslAuthenticate v{AUTHENTICATE_VERSION}, each answer checked for error 0 (and no OAUTHBEARER challenge). Any failure aborts the run.", p.clients.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" or "));
     let _ = writeln!(o, "- Variants: `connect` — a new TCP connection per authentication (connect, handshake, authenticate, close); the gateway opens an upstream connection to a pool broker for every client connection, so this is the whole cost of a client arriving. `reauth` — one connection per client, authenticated once, then re-authenticated repeatedly (KIP-368 handshake + authenticate), which isolates the SASL + JWT cost.");

@@ -36,6 +36,7 @@ if [ -d loadtest ]; then
   cargo build --release -p sluice-gateway -p loadtest
   smoke_out=$(mktemp -d)
   cargo run --release -q -p loadtest -- proxy-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
+  cargo run --release -q -p loadtest -- auth-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
   ls "$smoke_out"
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: start the local Kafka pool and a sluice gateway in
-# front of it with SASL and sluice's own OAuth2 issuer (deploy/examples/sluice-demo.toml),
+# front of it with SASL, a TLS listener (SNI) and sluice's own OAuth2 issuer
+# (deploy/examples/sluice-demo.toml),
 # create OAuth client credentials for the demo tenant, do a round trip through the
 # gateway with Kafka's own tools, and print ready client configs (Java, librdkafka, kcat).
 # The gateway runs in the foreground; Ctrl-C stops it (`deploy/pool.sh stop` stops the pool).
@@ -17,7 +18,30 @@ deploy/pool.sh start
 cargo build --release -p sluice-gateway
 SLUICE=target/release/sluice
 
-for port in 9092 9480; do
+# A demo CA and a certificate for *.sluice.test, and the names in /etc/hosts, for the
+# TLS listener (SNI routing needs one name per broker).
+TLS=$DEMO/tls
+if [ ! -s "$TLS/cert.pem" ]; then
+  mkdir -p "$TLS"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=sluice demo CA" \
+    -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bootstrap.sluice.test" \
+    -keyout "$TLS/key.pem" -out "$TLS/leaf.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:*.sluice.test,DNS:bootstrap.sluice.test\n' > "$TLS/leaf.ext"
+  openssl x509 -req -in "$TLS/leaf.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial -days 825 \
+    -extfile "$TLS/leaf.ext" -out "$TLS/cert.pem" 2>/dev/null
+fi
+HOSTS_LINE="127.0.0.1 bootstrap.sluice.test broker-1.sluice.test broker-2.sluice.test broker-3.sluice.test broker-4.sluice.test"
+if ! getent hosts broker-3.sluice.test >/dev/null; then
+  if [ -w /etc/hosts ]; then
+    echo "$HOSTS_LINE" >> /etc/hosts
+    echo "added the sluice.test names to /etc/hosts"
+  else
+    echo "note: for TLS, add this line to /etc/hosts:  $HOSTS_LINE" >&2
+  fi
+fi
+
+for port in 9092 9094 9480; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "port $port is already in use (another sluice?); stop it first" >&2
     exit 1
@@ -51,6 +75,9 @@ sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginMo
 sasl.oauthbearer.client.credentials.client.id=$client_id
 sasl.oauthbearer.client.credentials.client.secret=$client_secret
 PROPS
+sed -e "s|^bootstrap.servers=.*|bootstrap.servers=bootstrap.sluice.test:9094|" \
+    -e "s|^security.protocol=.*|security.protocol=SASL_SSL|" "$DEMO/client.properties" > "$DEMO/client-tls.properties"
+printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$TLS/ca.pem" >> "$DEMO/client-tls.properties"
 # Kafka 4 clients fetch tokens only from URLs allowed by this JVM property.
 export KAFKA_TOOL_OPTS="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_URL"
 
@@ -58,9 +85,9 @@ deploy/kafka-tool.sh kafka-topics --bootstrap-server "$BOOTSTRAP" --command-conf
   --create --if-not-exists --topic demo --partitions 3 --replication-factor 3
 echo "hello from sluice $(date -u +%FT%TZ)" | deploy/kafka-tool.sh kafka-console-producer \
   --bootstrap-server "$BOOTSTRAP" --producer.config "$DEMO/client.properties" --topic demo
-echo "--- last record of topic demo, read back through the gateway with an OAuth token:"
-deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server "$BOOTSTRAP" \
-  --consumer.config "$DEMO/client.properties" --topic demo --from-beginning --timeout-ms 10000 2>/dev/null | tail -n 1 || true
+echo "--- last record of topic demo, read back over TLS (SNI) with an OAuth token:"
+deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server bootstrap.sluice.test:9094 \
+  --consumer.config "$DEMO/client-tls.properties" --topic demo --from-beginning --timeout-ms 10000 2>/dev/null | tail -n 1 || true
 
 cat <<MSG
 
@@ -80,7 +107,19 @@ librdkafka (confluent-kafka and others built with OIDC support):
   sasl.oauthbearer.client.id=$client_id sasl.oauthbearer.client.secret=<secret>
   sasl.oauthbearer.token.endpoint.url=$TOKEN_URL
 
-kcat (PLAIN, the token as password):
+Over TLS (one port, SNI-routed; the demo CA is $TLS/ca.pem): the same configs with
+  bootstrap.servers=bootstrap.sluice.test:9094 and security.protocol=SASL_SSL, plus
+  Java: ssl.truststore.type=PEM ssl.truststore.location=$TLS/ca.pem
+        (ready-made: $DEMO/client-tls.properties)
+  librdkafka/kcat: ssl.ca.location=$TLS/ca.pem
+
+kcat over TLS with an OAuth token (PLAIN, the token as password):
+  TOKEN=\$(curl -s -u "$client_id:$client_secret" -d grant_type=client_credentials $TOKEN_URL \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  kcat -b bootstrap.sluice.test:9094 -X security.protocol=SASL_SSL -X ssl.ca.location=$TLS/ca.pem \\
+       -X sasl.mechanism=PLAIN -X sasl.username=demo -X sasl.password="\$TOKEN" -t demo -C -e
+
+kcat on the plain port (PLAIN, the token as password):
   TOKEN=\$(curl -s -u "$client_id:$client_secret" -d grant_type=client_credentials $TOKEN_URL \\
           | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   kcat -b $BOOTSTRAP -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=PLAIN \\

@@ -270,7 +270,17 @@ def test_requested_scope_and_no_empty_scope_claim(oauth_gw, alice):
     assert claims.get("scope", None) != "", f"token without a requested scope carries scope=\"\": {claims}"
 
 
+def auth_failures_metric(gw) -> float:
+    """sluice_auth_failures_total from the admin listener's /metrics (0 before any failure)."""
+    status, _, body = request(gw, "GET", "/metrics")
+    assert status == 200, (status, body)
+    text = body.decode() if isinstance(body, bytes) else body
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("sluice_auth_failures_total")]
+    return sum(values)
+
+
 def test_wrong_secret_and_unknown_client_are_401(oauth_gw, alice):
+    failures_before = auth_failures_metric(oauth_gw)
     wrong = assert_oauth_error(*token_request(oauth_gw, alice.id, alice.secret + "x"), 401, "invalid_client")
     unknown = assert_oauth_error(*token_request(oauth_gw, "no-such-client", alice.secret), 401, "invalid_client")
     # The two failures look the same: no hint whether the client id exists.
@@ -285,6 +295,8 @@ def test_wrong_secret_and_unknown_client_are_401(oauth_gw, alice):
     log = oauth_gw.log()
     assert "token request with bad client credentials" in log, log[-3000:]
     assert alice.secret not in log
+    # Failed attempts are counted for the brute-force dashboards.
+    assert auth_failures_metric(oauth_gw) >= failures_before + 2
 
 
 def test_grant_errors_are_400(oauth_gw, alice):

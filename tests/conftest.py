@@ -30,9 +30,13 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port_block(width: int) -> int:
-    """A base port such that base..base+width are all free."""
+    """A base port such that base..base+width are all free.
+
+    Chosen from 20000-28990: below the kernel's ephemeral range (32768+), where any
+    client socket may take a port between our check and the gateway's later bind of a
+    new broker's port, and below the pool's own ports (29090+)."""
     for _ in range(200):
-        base = 30000 + (uuid.uuid4().int % 2000) * 10
+        base = 20000 + (uuid.uuid4().int % 900) * 10
         if all(_port_free(base + i) for i in range(width + 1)):
             return base
     raise RuntimeError("no free port block")

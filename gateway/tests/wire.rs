@@ -25,10 +25,11 @@ fn pool_bootstrap() -> Vec<String> {
         .collect()
 }
 
-/// A port base whose broker ports (base+1..base+4) are free right now.
+/// A port base whose broker ports (base+1..base+4) are free right now, below the
+/// ephemeral range so no client socket takes one of them later.
 fn free_base() -> u16 {
     for attempt in 0..500u32 {
-        let base = 41000 + ((std::process::id() * 7 + attempt * 13) % 2000) as u16 * 10;
+        let base = 20000 + ((std::process::id() * 7 + attempt * 13) % 900) as u16 * 10;
         if (1..=4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }

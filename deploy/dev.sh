@@ -83,11 +83,17 @@ export KAFKA_TOOL_OPTS="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$TOKEN_
 
 deploy/kafka-tool.sh kafka-topics --bootstrap-server "$BOOTSTRAP" --command-config "$DEMO/client.properties" \
   --create --if-not-exists --topic demo --partitions 3 --replication-factor 3
-echo "hello from sluice $(date -u +%FT%TZ)" | deploy/kafka-tool.sh kafka-console-producer \
+MARK="hello from sluice $(date -u +%FT%TZ) $RANDOM"
+echo "$MARK" | deploy/kafka-tool.sh kafka-console-producer \
   --bootstrap-server "$BOOTSTRAP" --producer.config "$DEMO/client.properties" --topic demo
-echo "--- last record of topic demo, read back over TLS (SNI) with an OAuth token:"
-deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server bootstrap.sluice.test:9094 \
-  --consumer.config "$DEMO/client-tls.properties" --topic demo --from-beginning --timeout-ms 10000 2>/dev/null | tail -n 1 || true
+# Read it back over TLS (SNI) with an OAuth token.
+if deploy/kafka-tool.sh kafka-console-consumer --bootstrap-server bootstrap.sluice.test:9094 \
+     --consumer.config "$DEMO/client-tls.properties" --topic demo --from-beginning --timeout-ms 10000 2>/dev/null \
+     | grep -qF "$MARK"; then
+  echo "--- round trip OK: produced on the plain port, read back over TLS: \"$MARK\""
+else
+  echo "--- round trip FAILED: \"$MARK\" was not read back over TLS; see $DEMO/sluice.log" >&2
+fi
 
 cat <<MSG
 

@@ -405,7 +405,12 @@ def oidc_conf(gw, client, secret=None, **extra):
 
 def create_topic(gw, client, topic, partitions=3):
     """Creates the topic through the gateway as the tenant principal (OIDC) and waits for leaders."""
-    a = AdminClient(oidc_conf(gw, client))
+    create_topic_as(oidc_conf(gw, client), topic, partitions)
+
+
+def create_topic_as(conf: dict, topic, partitions=3):
+    """Creates the topic with a confluent AdminClient built from `conf`; waits for leaders."""
+    a = AdminClient(conf)
     fs = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)],
                          operation_timeout=30, request_timeout=30)
     fs[topic].result(timeout=TIMEOUT)

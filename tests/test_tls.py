@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -34,7 +33,7 @@ from kafka.net.sasl.oauth import AbstractTokenProvider
 from clientlib import make_payloads, sha_sorted, unique
 from conftest import POOL_BOOTSTRAP, SLUICE_BIN, _free_port_block, _wait_port
 from jvm import java_cmd, java_helpers, parse_acks, parse_dump  # noqa: F401 (java_helpers is a fixture)
-from test_oauth import LOGIN_HANDLER, LOGIN_MODULE, TENANT, OAuthGateway, create_client, token_request
+from test_oauth import LOGIN_HANDLER, LOGIN_MODULE, TENANT, OAuthGateway, create_client, create_topic_as, token_request
 from test_sasl import RawClient, plain_msg
 
 TIMEOUT = 60
@@ -259,18 +258,7 @@ def oidc_tls_conf(gw, c, **extra):
 
 def create_topic(gw, c, topic, partitions=3):
     """Creates the topic over TLS (confluent AdminClient, OIDC) and waits for leaders."""
-    a = AdminClient(oidc_tls_conf(gw, c))
-    fs = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)],
-                         operation_timeout=30, request_timeout=30)
-    fs[topic].result(timeout=TIMEOUT)
-    deadline = time.time() + TIMEOUT
-    while True:
-        t = a.list_topics(timeout=10).topics.get(topic)
-        if t is not None and t.error is None and len(t.partitions) == partitions and all(
-                p.leader >= 0 and p.error is None for p in t.partitions.values()):
-            return
-        assert time.time() < deadline, f"topic {topic} has no leaders: {t}"
-        time.sleep(0.3)
+    create_topic_as(oidc_tls_conf(gw, c), topic, partitions)
 
 
 def sni_brokers(text: str, gw) -> list:

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_gateway::codec::split_frame;
 use sluice_gateway::protocol::{parse_request_header, produce_acks};
-use sluice_gateway::rewrite::{rewrite_response, Advertised, Observed};
+use sluice_gateway::rewrite::{rewrite_response, Addressing, Advertised, Observed};
 
 const REWRITTEN: [ApiKey; 7] = [
     ApiKey::ApiVersions,
@@ -23,7 +23,10 @@ const REWRITTEN: [ApiKey; 7] = [
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
     let mut buf = BytesMut::from(rest);
-    let adv = Advertised { host: StrBytes::from_static_str("gw"), broker_port_base: 9100, cluster_admin: false };
+    let adv = Advertised {
+        addressing: Addressing::PortPerBroker { host: StrBytes::from_static_str("gw"), base: 9100 },
+        cluster_admin: false,
+    };
     while let Ok(Some(frame)) = split_frame(&mut buf, 1 << 20) {
         if let Ok(header) = parse_request_header(frame.payload()) {
             if header.api_key == ApiKey::Produce as i16 && header.body_offset.is_some() {

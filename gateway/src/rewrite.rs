@@ -62,7 +62,9 @@ impl Advertised {
     /// The host and port clients of this listener use for pool broker `node_id`.
     pub fn endpoint(&self, node_id: i32) -> (StrBytes, i32) {
         match &self.addressing {
-            Addressing::PortPerBroker { host, base } => (host.clone(), i32::from(*base) + node_id),
+            // Saturating: an absurd node id (no listener could exist for it) must not
+            // overflow; the port it gets is simply not one the gateway serves.
+            Addressing::PortPerBroker { host, base } => (host.clone(), i32::from(*base).saturating_add(node_id)),
             Addressing::Sni { domain, port } => {
                 (StrBytes::from_string(crate::tls::broker_host(node_id, domain)), i32::from(*port))
             }
@@ -381,6 +383,13 @@ mod tests {
         assert_eq!(back.results[0].configs[2].value.as_ref().map(|v| v.as_str()), Some("8"));
         assert!(back.results[0].configs[0].is_sensitive && back.results[0].configs[0].value.is_none());
         assert_eq!(back.results[1].configs[0].value.as_ref().map(|v| v.as_str()), Some("1000"));
+    }
+
+    #[test]
+    fn absurd_node_ids_do_not_overflow() {
+        // Found by the fuzz target: base + node id overflowed for node id i32::MAX.
+        assert_eq!(adv().endpoint(i32::MAX).1, i32::MAX);
+        assert_eq!(adv().endpoint(-1).1, 9099);
     }
 
     #[test]

@@ -24,11 +24,13 @@ mod authenticator;
 mod config;
 mod error;
 mod jwks;
+mod names;
 mod tenant;
 
 pub use authenticator::{Authenticator, Principal};
 pub use config::IssuerConfig;
 pub use error::{AuthError, TenancyError};
+pub use names::{NameError, Namespace};
 pub use tenant::{StaticTenants, TenantDirectory, TenantId};
 
 #[cfg(test)]

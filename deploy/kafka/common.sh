@@ -45,14 +45,20 @@ check_java() {
   fi
 }
 
-kafka_fetched() {
+kafka_base_fetched() {
   [[ -f "$KAFKA_COMPLETE_MARKER" ]] \
     && compgen -G "$KAFKA_LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null \
     && compgen -G "$KAFKA_LIBS_DIR/kafka-tools-$KAFKA_VERSION.jar" >/dev/null \
     && compgen -G "$KAFKA_LIBS_DIR/kafka-clients-$KAFKA_VERSION.jar" >/dev/null
 }
 
-# Download kafka_2.13 + kafka-tools (+ transitive deps + log4j2 backend) with
+# kafka-streams joined the jar set later: a cache fetched before that counts as
+# incomplete and gets the missing jars added (see fetch_kafka).
+kafka_fetched() {
+  kafka_base_fetched && compgen -G "$KAFKA_LIBS_DIR/kafka-streams-$KAFKA_VERSION.jar" >/dev/null
+}
+
+# Download kafka_2.13 + kafka-tools + kafka-streams (+ transitive deps + log4j2 backend) with
 # Maven into $KAFKA_LIBS_DIR. Idempotent; safe against concurrent callers.
 fetch_kafka() {
   if kafka_fetched; then
@@ -74,7 +80,7 @@ fetch_kafka() {
     rm -rf "$tmp"
     mkdir -p "$tmp/libs"
     mvnlog="$tmp/mvn.log"
-    say "kafka $KAFKA_VERSION: resolving org.apache.kafka:kafka_2.13 + kafka-tools from Maven Central ..."
+    say "kafka $KAFKA_VERSION: resolving org.apache.kafka:kafka_2.13 + kafka-tools + kafka-streams from Maven Central ..."
     local -a extra=()
     # shellcheck disable=SC2206
     [[ -n "${SLUICE_MAVEN_ARGS:-}" ]] && extra=(${SLUICE_MAVEN_ARGS})
@@ -95,7 +101,8 @@ fetch_kafka() {
       fi
       exit 1
     fi
-    for a in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
+    for a in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar" \
+             "kafka-streams-$KAFKA_VERSION.jar"; do
       if [[ ! -f "$tmp/libs/$a" ]]; then
         cp "$mvnlog" "$SLUICE_KAFKA_CACHE/fetch-$KAFKA_VERSION.log"
         rm -rf "$tmp"
@@ -103,6 +110,18 @@ fetch_kafka() {
         exit 1
       fi
     done
+    if kafka_base_fetched; then
+      # An older cache that running brokers may use: only add the jars it lacks, each
+      # renamed into place whole, so no reader ever sees a missing or partial jar.
+      local j
+      for j in "$tmp"/libs/*.jar; do
+        [[ -e "$KAFKA_LIBS_DIR/${j##*/}" ]] && continue
+        cp "$j" "$KAFKA_LIBS_DIR/.${j##*/}.part" && mv "$KAFKA_LIBS_DIR/.${j##*/}.part" "$KAFKA_LIBS_DIR/${j##*/}"
+      done
+      rm -rf "$tmp"
+      say "kafka $KAFKA_VERSION: added the missing jars to $KAFKA_LIBS_DIR"
+      exit 0
+    fi
     rm -rf "$KAFKA_DIST_DIR"
     mv "$tmp" "$KAFKA_DIST_DIR"
     date -u +%Y-%m-%dT%H:%M:%SZ >"$KAFKA_COMPLETE_MARKER"

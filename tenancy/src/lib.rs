@@ -25,12 +25,17 @@ mod config;
 mod error;
 mod jwks;
 mod names;
+pub mod policy;
 mod tenant;
+pub mod topic_config;
 
 pub use authenticator::{Authenticator, Principal};
 pub use config::IssuerConfig;
 pub use error::{AuthError, TenancyError};
 pub use names::{NameError, Namespace};
+pub use policy::{
+    Action, Decision, Effect, Grants, PolicyDocument, PolicyError, ResourceKind, Statement,
+};
 pub use tenant::{StaticTenants, TenantDirectory, TenantId};
 
 #[cfg(test)]

@@ -1,0 +1,998 @@
+//! IAM-style policy documents (SPEC §6): parsing and validation of the AWS JSON shape into a
+//! [`PolicyDocument`], and their compilation into the [`Grants`] of one principal inside one
+//! tenant, which the gateway asks per resource of every request ([`Grants::decide`]).
+//!
+//! Pure: no I/O, no clock. [`Grants::decide`] neither allocates nor builds strings: every
+//! resource pattern is compiled once in [`Grants::new`] into the glob states that remain after
+//! the fixed ARN prefix `arn:sluice:kafka:::<type>/<tenant>/`, so a decision only matches the
+//! tenant-local name against those states.
+//!
+//! Matching follows IAM: action patterns are case-insensitive globs over the action name after
+//! `kafka-cluster:`; resource patterns are case-sensitive globs over the whole ARN, where `*`
+//! matches any run of characters (including `/`) and `?` exactly one. Names are literal, so a
+//! group called `a*b` is just that. Explicit Deny in any document beats Allow, which beats the
+//! implicit deny. A session policy only narrows: an action is allowed only when both the stored
+//! set and the session policy allow it (STS session-policy semantics).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::TenantId;
+
+/// The only accepted `Version`.
+pub const POLICY_VERSION: &str = "2012-10-17";
+/// The largest accepted document, in bytes of JSON (as given to [`PolicyDocument::parse`], or
+/// compactly serialized for [`PolicyDocument::from_value`]).
+pub const MAX_DOCUMENT_BYTES: usize = 20 * 1024;
+/// The most statements one document may carry.
+pub const MAX_STATEMENTS: usize = 100;
+/// The common start of every resource ARN.
+pub const ARN_PREFIX: &str = "arn:sluice:kafka:::";
+/// The service prefix of every action (matched case-insensitively, as IAM does).
+pub const ACTION_PREFIX: &str = "kafka-cluster:";
+
+// === Actions and resource kinds ===
+
+/// A `kafka-cluster:` action of MSK Serverless (the cluster-wide Alter*/Describe*Cluster*
+/// configuration actions do not exist there, so they do not exist here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Open a connection (cluster).
+    Connect,
+    /// DESCRIBE on the cluster.
+    DescribeCluster,
+    /// IDEMPOTENT_WRITE on the cluster.
+    WriteDataIdempotently,
+    /// CREATE a topic.
+    CreateTopic,
+    /// DESCRIBE a topic.
+    DescribeTopic,
+    /// ALTER a topic (partitions).
+    AlterTopic,
+    /// DELETE a topic (and its records).
+    DeleteTopic,
+    /// DESCRIBE_CONFIGS on a topic.
+    DescribeTopicDynamicConfiguration,
+    /// ALTER_CONFIGS on a topic.
+    AlterTopicDynamicConfiguration,
+    /// READ a topic.
+    ReadData,
+    /// WRITE a topic.
+    WriteData,
+    /// DESCRIBE a group.
+    DescribeGroup,
+    /// READ a group (join, commit).
+    AlterGroup,
+    /// DELETE a group.
+    DeleteGroup,
+    /// DESCRIBE a transactional id.
+    DescribeTransactionalId,
+    /// WRITE a transactional id.
+    AlterTransactionalId,
+}
+
+impl Action {
+    /// Every action, in declaration order (`ALL[a.index()] == a`).
+    pub const ALL: [Action; 16] = [
+        Action::Connect,
+        Action::DescribeCluster,
+        Action::WriteDataIdempotently,
+        Action::CreateTopic,
+        Action::DescribeTopic,
+        Action::AlterTopic,
+        Action::DeleteTopic,
+        Action::DescribeTopicDynamicConfiguration,
+        Action::AlterTopicDynamicConfiguration,
+        Action::ReadData,
+        Action::WriteData,
+        Action::DescribeGroup,
+        Action::AlterGroup,
+        Action::DeleteGroup,
+        Action::DescribeTransactionalId,
+        Action::AlterTransactionalId,
+    ];
+
+    /// The full IAM name, e.g. `kafka-cluster:WriteData`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Connect => "kafka-cluster:Connect",
+            Action::DescribeCluster => "kafka-cluster:DescribeCluster",
+            Action::WriteDataIdempotently => "kafka-cluster:WriteDataIdempotently",
+            Action::CreateTopic => "kafka-cluster:CreateTopic",
+            Action::DescribeTopic => "kafka-cluster:DescribeTopic",
+            Action::AlterTopic => "kafka-cluster:AlterTopic",
+            Action::DeleteTopic => "kafka-cluster:DeleteTopic",
+            Action::DescribeTopicDynamicConfiguration => {
+                "kafka-cluster:DescribeTopicDynamicConfiguration"
+            }
+            Action::AlterTopicDynamicConfiguration => {
+                "kafka-cluster:AlterTopicDynamicConfiguration"
+            }
+            Action::ReadData => "kafka-cluster:ReadData",
+            Action::WriteData => "kafka-cluster:WriteData",
+            Action::DescribeGroup => "kafka-cluster:DescribeGroup",
+            Action::AlterGroup => "kafka-cluster:AlterGroup",
+            Action::DeleteGroup => "kafka-cluster:DeleteGroup",
+            Action::DescribeTransactionalId => "kafka-cluster:DescribeTransactionalId",
+            Action::AlterTransactionalId => "kafka-cluster:AlterTransactionalId",
+        }
+    }
+
+    /// The name without the `kafka-cluster:` prefix, e.g. `WriteData`.
+    pub fn short_name(self) -> &'static str {
+        &self.name()[ACTION_PREFIX.len()..]
+    }
+
+    /// The kind of resource the action applies to (the ARN type it is checked against).
+    pub fn resource_kind(self) -> ResourceKind {
+        match self {
+            Action::Connect | Action::DescribeCluster | Action::WriteDataIdempotently => {
+                ResourceKind::Cluster
+            }
+            Action::CreateTopic
+            | Action::DescribeTopic
+            | Action::AlterTopic
+            | Action::DeleteTopic
+            | Action::DescribeTopicDynamicConfiguration
+            | Action::AlterTopicDynamicConfiguration
+            | Action::ReadData
+            | Action::WriteData => ResourceKind::Topic,
+            Action::DescribeGroup | Action::AlterGroup | Action::DeleteGroup => ResourceKind::Group,
+            Action::DescribeTransactionalId | Action::AlterTransactionalId => {
+                ResourceKind::TransactionalId
+            }
+        }
+    }
+
+    /// Position in [`Action::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The kinds of resource an ARN can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    /// `arn:sluice:kafka:::cluster/<tenant>` (the tenant's virtual cluster).
+    Cluster,
+    /// `arn:sluice:kafka:::topic/<tenant>/<topic>`.
+    Topic,
+    /// `arn:sluice:kafka:::group/<tenant>/<group>`.
+    Group,
+    /// `arn:sluice:kafka:::transactional-id/<tenant>/<id>`.
+    TransactionalId,
+}
+
+impl ResourceKind {
+    /// Every kind.
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::Cluster,
+        ResourceKind::Topic,
+        ResourceKind::Group,
+        ResourceKind::TransactionalId,
+    ];
+
+    /// The ARN type segment: `cluster`, `topic`, `group` or `transactional-id`.
+    pub fn arn_type(self) -> &'static str {
+        match self {
+            ResourceKind::Cluster => "cluster",
+            ResourceKind::Topic => "topic",
+            ResourceKind::Group => "group",
+            ResourceKind::TransactionalId => "transactional-id",
+        }
+    }
+
+    /// The ARN of a resource of this kind: `arn:sluice:kafka:::cluster/<tenant>` (name ignored)
+    /// or `arn:sluice:kafka:::<type>/<tenant>/<name>`. Allocates; for display, audit and tests,
+    /// never for decisions.
+    pub fn arn(self, tenant: &TenantId, name: &str) -> String {
+        match self {
+            ResourceKind::Cluster => format!("{ARN_PREFIX}cluster/{tenant}"),
+            _ => format!("{ARN_PREFIX}{}/{tenant}/{name}", self.arn_type()),
+        }
+    }
+}
+
+// === Errors ===
+
+/// Why a policy document was rejected. Every message names the field (`Statement[2].Action[0]`)
+/// and quotes the offending value, so it can go back to the tenant admin unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not JSON at all.
+    #[error("policy document is not valid JSON: {0}")]
+    Json(String),
+    /// Over [`MAX_DOCUMENT_BYTES`].
+    #[error("policy document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge {
+        /// Size of the document in bytes.
+        size: usize,
+    },
+    /// Over [`MAX_STATEMENTS`].
+    #[error("Statement: {count} statements; the limit is {MAX_STATEMENTS}")]
+    TooManyStatements {
+        /// Number of statements in the document.
+        count: usize,
+    },
+    /// A required field is absent.
+    #[error("{path}: missing")]
+    Missing {
+        /// The field, e.g. `Statement[0].Effect`.
+        path: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("{path}: expected {expected}")]
+    WrongType {
+        /// The field.
+        path: String,
+        /// What was expected, e.g. `a string or an array of strings`.
+        expected: &'static str,
+    },
+    /// A list that must not be empty is.
+    #[error("{path}: must not be empty")]
+    Empty {
+        /// The field.
+        path: String,
+    },
+    /// `Version` is not [`POLICY_VERSION`].
+    #[error("Version: unsupported version {value:?}; use \"2012-10-17\"")]
+    Version {
+        /// The given version, JSON-encoded.
+        value: String,
+    },
+    /// `Effect` is neither `Allow` nor `Deny`.
+    #[error("{path}: unknown effect {value:?}; use \"Allow\" or \"Deny\"")]
+    Effect {
+        /// The field.
+        path: String,
+        /// The given effect.
+        value: String,
+    },
+    /// An IAM element sluice does not support (`NotAction`, `NotResource`, `Principal`,
+    /// `NotPrincipal`, `Condition`).
+    #[error("{path}: {field} is not supported")]
+    UnsupportedField {
+        /// Where it appeared, e.g. `Statement[1]`.
+        path: String,
+        /// The element name.
+        field: String,
+    },
+    /// A key that is no IAM element at all.
+    #[error("{path}: unknown field {field:?}")]
+    UnknownField {
+        /// Where it appeared.
+        path: String,
+        /// The key.
+        field: String,
+    },
+    /// An action that is not `kafka-cluster:<pattern>`, or whose pattern matches no supported
+    /// action.
+    #[error("{path}: unknown action {value}{hint}")]
+    UnknownAction {
+        /// The field, e.g. `Statement[2].Action[0]`.
+        path: String,
+        /// The given action.
+        value: String,
+        /// Extra explanation (empty or starting with `; `).
+        hint: &'static str,
+    },
+    /// A resource that is neither `*` nor an `arn:sluice:kafka:::<type>/...` pattern.
+    #[error("{path}: invalid resource {value}: {reason}")]
+    InvalidResource {
+        /// The field, e.g. `Statement[0].Resource[1]`.
+        path: String,
+        /// The given resource.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+// === Documents ===
+
+/// `Allow` or `Deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Effect {
+    /// Grants the actions on the resources.
+    Allow,
+    /// Forbids them, whatever any Allow says.
+    Deny,
+}
+
+/// One validated statement. Actions and resources keep their original spelling, so a document
+/// serializes back to what the tenant admin wrote (always in array form).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statement {
+    #[serde(rename = "Sid", skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(rename = "Effect")]
+    effect: Effect,
+    #[serde(rename = "Action")]
+    actions: Vec<String>,
+    #[serde(rename = "Resource")]
+    resources: Vec<String>,
+    /// Bit `a.index()` set when some action pattern matches `a`; derived from `actions` at
+    /// validation so compiling grants does not re-glob.
+    #[serde(skip)]
+    action_mask: u16,
+}
+
+impl Statement {
+    /// The optional statement id.
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+    /// Allow or Deny.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+    /// The action patterns as written.
+    pub fn actions(&self) -> &[String] {
+        &self.actions
+    }
+    /// The resource patterns as written.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+    /// Whether some action pattern of this statement matches `action`.
+    pub fn matches_action(&self, action: Action) -> bool {
+        self.action_mask & (1 << action.index()) != 0
+    }
+}
+
+/// A validated policy document: `{"Version":"2012-10-17","Statement":[...]}`.
+///
+/// Deserializes from the AWS JSON shape (Statement, Action and Resource as a single value or an
+/// array) with the checks of [`PolicyDocument::from_value`]; serializes to the same shape with
+/// arrays, which parses back to an equal document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyDocument {
+    version: String,
+    #[serde(rename = "Statement")]
+    statements: Vec<Statement>,
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        PolicyDocument::from_value(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PolicyDocument {
+    /// Parses and validates a JSON policy document.
+    ///
+    /// Fails with [`PolicyError::TooLarge`] over 20 KiB (checked before parsing), with
+    /// [`PolicyError::Json`] for malformed JSON, and otherwise as [`PolicyDocument::from_value`].
+    pub fn parse(json: &str) -> Result<Self, PolicyError> {
+        if json.len() > MAX_DOCUMENT_BYTES {
+            return Err(PolicyError::TooLarge { size: json.len() });
+        }
+        let v: Value = serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
+        Self::validate(&v)
+    }
+
+    /// Validates an already parsed document (the `sluice:session_policy` claim arrives as one).
+    ///
+    /// Fails with a [`PolicyError`] naming the field for: a size over 20 KiB (compact JSON), a
+    /// `Version` other than `2012-10-17`, a missing or empty `Statement`, more than 100
+    /// statements, an `Effect` other than `Allow`/`Deny`, `NotAction`/`NotResource`/`Principal`/
+    /// `NotPrincipal`/`Condition` or unknown keys, an action that is not `kafka-cluster:<glob>`
+    /// matching a supported action, a resource that is not `*` or an
+    /// `arn:sluice:kafka:::<type>/...` glob that can match a cluster, topic, group or
+    /// transactional-id ARN, and empty Action/Resource lists.
+    pub fn from_value(v: Value) -> Result<Self, PolicyError> {
+        let size = serde_json::to_vec(&v)
+            .map_err(|e| PolicyError::Json(e.to_string()))?
+            .len();
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(PolicyError::TooLarge { size });
+        }
+        Self::validate(&v)
+    }
+
+    /// The statements, in document order.
+    pub fn statements(&self) -> &[Statement] {
+        &self.statements
+    }
+
+    /// The document's `Version` (always `2012-10-17`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Serializes to compact JSON in the AWS shape.
+    pub fn to_json(&self) -> String {
+        // A document holds only strings and derived enums; serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn validate(v: &Value) -> Result<Self, PolicyError> {
+        let obj = v.as_object().ok_or_else(|| PolicyError::WrongType {
+            path: "(document)".into(),
+            expected: "a JSON object",
+        })?;
+        for key in obj.keys() {
+            match key.as_str() {
+                "Version" | "Statement" => {}
+                other => return Err(unknown_or_unsupported("(document)", other)),
+            }
+        }
+        let version = match obj.get("Version") {
+            None => {
+                return Err(PolicyError::Missing {
+                    path: "Version".into(),
+                })
+            }
+            Some(Value::String(s)) if s == POLICY_VERSION => s.clone(),
+            Some(other) => {
+                return Err(PolicyError::Version {
+                    value: truncate(&other.to_string()),
+                })
+            }
+        };
+        let statements = match obj.get("Statement") {
+            None => {
+                return Err(PolicyError::Missing {
+                    path: "Statement".into(),
+                })
+            }
+            Some(Value::Object(s)) => vec![parse_statement("Statement", s)?],
+            Some(Value::Array(list)) => {
+                if list.is_empty() {
+                    return Err(PolicyError::Empty {
+                        path: "Statement".into(),
+                    });
+                }
+                if list.len() > MAX_STATEMENTS {
+                    return Err(PolicyError::TooManyStatements { count: list.len() });
+                }
+                let mut out = Vec::with_capacity(list.len());
+                for (i, s) in list.iter().enumerate() {
+                    let path = format!("Statement[{i}]");
+                    let s = s.as_object().ok_or_else(|| PolicyError::WrongType {
+                        path: path.clone(),
+                        expected: "an object",
+                    })?;
+                    out.push(parse_statement(&path, s)?);
+                }
+                out
+            }
+            Some(_) => {
+                return Err(PolicyError::WrongType {
+                    path: "Statement".into(),
+                    expected: "an object or an array of objects",
+                })
+            }
+        };
+        Ok(PolicyDocument {
+            version,
+            statements,
+        })
+    }
+}
+
+/// Values echoed into errors are cut, so a huge bogus value cannot bloat a log line.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn unknown_or_unsupported(path: &str, field: &str) -> PolicyError {
+    match field {
+        "NotAction" | "NotResource" | "Principal" | "NotPrincipal" | "Condition" => {
+            PolicyError::UnsupportedField {
+                path: path.into(),
+                field: field.into(),
+            }
+        }
+        _ => PolicyError::UnknownField {
+            path: path.into(),
+            field: truncate(field),
+        },
+    }
+}
+
+fn parse_statement(path: &str, s: &Map<String, Value>) -> Result<Statement, PolicyError> {
+    for key in s.keys() {
+        match key.as_str() {
+            "Sid" | "Effect" | "Action" | "Resource" => {}
+            other => return Err(unknown_or_unsupported(path, other)),
+        }
+    }
+    let sid = match s.get("Sid") {
+        None => None,
+        Some(Value::String(sid)) => Some(sid.clone()),
+        Some(_) => {
+            return Err(PolicyError::WrongType {
+                path: format!("{path}.Sid"),
+                expected: "a string",
+            })
+        }
+    };
+    let effect = match s.get("Effect") {
+        None => {
+            return Err(PolicyError::Missing {
+                path: format!("{path}.Effect"),
+            })
+        }
+        Some(Value::String(e)) if e == "Allow" => Effect::Allow,
+        Some(Value::String(e)) if e == "Deny" => Effect::Deny,
+        Some(Value::String(e)) => {
+            return Err(PolicyError::Effect {
+                path: format!("{path}.Effect"),
+                value: truncate(e),
+            })
+        }
+        Some(_) => {
+            return Err(PolicyError::WrongType {
+                path: format!("{path}.Effect"),
+                expected: "\"Allow\" or \"Deny\"",
+            })
+        }
+    };
+    let actions = string_list(path, "Action", s.get("Action"))?;
+    let mut action_mask = 0u16;
+    for (i, a) in actions.iter().enumerate() {
+        let mask = action_pattern_mask(a).map_err(|hint| PolicyError::UnknownAction {
+            path: element_path(path, "Action", i, actions.len(), s.get("Action")),
+            value: truncate(a),
+            hint,
+        })?;
+        action_mask |= mask;
+    }
+    let resources = string_list(path, "Resource", s.get("Resource"))?;
+    for (i, r) in resources.iter().enumerate() {
+        check_resource(r).map_err(|reason| PolicyError::InvalidResource {
+            path: element_path(path, "Resource", i, resources.len(), s.get("Resource")),
+            value: truncate(r),
+            reason,
+        })?;
+    }
+    Ok(Statement {
+        sid,
+        effect,
+        actions,
+        resources,
+        action_mask,
+    })
+}
+
+/// `Statement[0].Action[1]`, or `Statement[0].Action` when the field was a single string.
+fn element_path(path: &str, field: &str, i: usize, _len: usize, raw: Option<&Value>) -> String {
+    match raw {
+        Some(Value::Array(_)) => format!("{path}.{field}[{i}]"),
+        _ => format!("{path}.{field}"),
+    }
+}
+
+fn string_list(path: &str, field: &str, v: Option<&Value>) -> Result<Vec<String>, PolicyError> {
+    match v {
+        None => Err(PolicyError::Missing {
+            path: format!("{path}.{field}"),
+        }),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(list)) => {
+            if list.is_empty() {
+                return Err(PolicyError::Empty {
+                    path: format!("{path}.{field}"),
+                });
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, x)| match x {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(PolicyError::WrongType {
+                        path: format!("{path}.{field}[{i}]"),
+                        expected: "a string",
+                    }),
+                })
+                .collect()
+        }
+        Some(_) => Err(PolicyError::WrongType {
+            path: format!("{path}.{field}"),
+            expected: "a string or an array of strings",
+        }),
+    }
+}
+
+/// Actions that exist in MSK but not in MSK Serverless (and so not in sluice).
+const UNSUPPORTED_ACTIONS: [&str; 3] = [
+    "altercluster",
+    "describeclusterdynamicconfiguration",
+    "alterclusterdynamicconfiguration",
+];
+
+/// The set of actions an action pattern matches, as a bit mask over [`Action::index`]; the error
+/// is a hint for the message.
+fn action_pattern_mask(pattern: &str) -> Result<u16, &'static str> {
+    let prefix_ok = pattern
+        .get(..ACTION_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(ACTION_PREFIX));
+    if !prefix_ok {
+        return Err("; actions are kafka-cluster:<name>, e.g. kafka-cluster:WriteData");
+    }
+    let glob = Glob::new(&pattern[ACTION_PREFIX.len()..].to_lowercase());
+    let mut mask = 0u16;
+    for a in Action::ALL {
+        if glob.matches(&a.short_name().to_ascii_lowercase()) {
+            mask |= 1 << a.index();
+        }
+    }
+    if mask != 0 {
+        return Ok(mask);
+    }
+    if UNSUPPORTED_ACTIONS.iter().any(|u| glob.matches(u)) {
+        return Err(" (not supported by sluice, as in MSK Serverless)");
+    }
+    Err("")
+}
+
+/// Accepts `*` and `arn:sluice:kafka:::` globs that can match at least one resource ARN of a
+/// known type (checked by running the glob over `<type>/`).
+fn check_resource(r: &str) -> Result<(), &'static str> {
+    if r == "*" {
+        return Ok(());
+    }
+    if !r.starts_with(ARN_PREFIX) {
+        return Err("resources are \"*\" or arn:sluice:kafka:::<cluster|topic|group|transactional-id>/<tenant>[/<name>]");
+    }
+    let glob = Glob::new(r);
+    let can_match = ResourceKind::ALL.iter().any(|k| {
+        let mut states = glob.start();
+        for prefix in [ARN_PREFIX, k.arn_type(), "/"] {
+            states = glob.step_str(&states, prefix);
+        }
+        !states.is_empty()
+    });
+    if can_match {
+        Ok(())
+    } else {
+        Err("the resource type must be cluster, topic, group or transactional-id (or a wildcard), followed by /")
+    }
+}
+
+// === Globs ===
+
+/// One element of a compiled glob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// `*`: any run of characters, including none.
+    Star,
+    /// `?`: exactly one character.
+    One,
+    /// A literal character.
+    Lit(char),
+}
+
+/// A compiled `*`/`?` glob. States of its NFA are token positions: state `i` means `toks[..i]`
+/// has been matched; a state on a `Star` may still consume characters.
+#[derive(Debug, Clone)]
+struct Glob {
+    toks: Arc<[Tok]>,
+}
+
+impl Glob {
+    fn new(p: &str) -> Glob {
+        let mut toks: Vec<Tok> = Vec::with_capacity(p.len());
+        for c in p.chars() {
+            let t = match c {
+                '*' => Tok::Star,
+                '?' => Tok::One,
+                c => Tok::Lit(c),
+            };
+            // `**` matches what `*` matches; collapsing keeps the matcher linear-ish.
+            if t == Tok::Star && toks.last() == Some(&Tok::Star) {
+                continue;
+            }
+            toks.push(t);
+        }
+        Glob { toks: toks.into() }
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        match_from(&self.toks, s)
+    }
+
+    /// Adds `i` and every state reachable from it without consuming a character.
+    fn close(&self, i: usize, out: &mut Vec<usize>) {
+        let mut i = i;
+        loop {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+            if self.toks.get(i) == Some(&Tok::Star) {
+                i += 1;
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn start(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.close(0, &mut out);
+        out
+    }
+
+    fn step_str(&self, states: &[usize], s: &str) -> Vec<usize> {
+        let mut cur = states.to_vec();
+        for c in s.chars() {
+            let mut next = Vec::new();
+            for &i in &cur {
+                match self.toks.get(i) {
+                    Some(Tok::Star) => self.close(i, &mut next),
+                    Some(Tok::One) => self.close(i + 1, &mut next),
+                    Some(Tok::Lit(l)) if *l == c => self.close(i + 1, &mut next),
+                    _ => {}
+                }
+            }
+            if next.is_empty() {
+                return next;
+            }
+            cur = next;
+        }
+        cur
+    }
+}
+
+/// Whether `s` matches the whole of `pat`. Iterative with one backtrack point (the last star),
+/// which is exact for `*`/`?` globs; no allocation.
+fn match_from(pat: &[Tok], s: &str) -> bool {
+    let (mut p, mut i) = (0usize, 0usize);
+    // (pattern position after the last star, input position that star resumes from)
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        let c = s[i..].chars().next();
+        match (pat.get(p), c) {
+            (Some(Tok::Star), _) => {
+                p += 1;
+                star = Some((p, i));
+                continue;
+            }
+            (Some(Tok::One), Some(ch)) => {
+                p += 1;
+                i += ch.len_utf8();
+                continue;
+            }
+            (Some(Tok::Lit(l)), Some(ch)) if *l == ch => {
+                p += 1;
+                i += ch.len_utf8();
+                continue;
+            }
+            (None, None) => return true,
+            _ => {}
+        }
+        // Mismatch: let the last star swallow one more character, or fail.
+        let Some((sp, si)) = star else { return false };
+        let Some(ch) = s[si..].chars().next() else {
+            return false;
+        };
+        let ni = si + ch.len_utf8();
+        star = Some((sp, ni));
+        p = sp;
+        i = ni;
+    }
+}
+
+// === Grants ===
+
+/// The outcome of an authorization check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Some Allow applies and no Deny does (in the stored set and, if any, the session policy).
+    Allow,
+    /// A Deny statement applies.
+    ExplicitDeny,
+    /// Nothing allows it.
+    ImplicitDeny,
+}
+
+/// One resource pattern of one statement, compiled against one tenant and one resource kind:
+/// the NFA states left after the ARN prefix `arn:sluice:kafka:::<type>/<tenant>/`.
+#[derive(Debug, Clone)]
+enum Suffix {
+    /// The pattern matches every name (its remainder is `*`).
+    All,
+    /// The name must match `toks[s..]` for some `s` in `starts`.
+    From {
+        toks: Arc<[Tok]>,
+        starts: Box<[usize]>,
+    },
+}
+
+impl Suffix {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Suffix::All => true,
+            Suffix::From { toks, starts } => starts.iter().any(|&s| match_from(&toks[s..], name)),
+        }
+    }
+}
+
+/// The compiled rules of one document set for one action.
+#[derive(Debug, Clone, Default)]
+struct ActionRules {
+    deny: Vec<Suffix>,
+    allow: Vec<Suffix>,
+}
+
+impl ActionRules {
+    fn decide(&self, name: &str) -> Decision {
+        if self.deny.iter().any(|s| s.matches(name)) {
+            Decision::ExplicitDeny
+        } else if self.allow.iter().any(|s| s.matches(name)) {
+            Decision::Allow
+        } else {
+            Decision::ImplicitDeny
+        }
+    }
+}
+
+/// A set of documents compiled for one tenant: the rules per action.
+#[derive(Debug, Clone)]
+struct Compiled {
+    by_action: [ActionRules; 16],
+}
+
+impl Compiled {
+    fn new(tenant: &TenantId, docs: &[&PolicyDocument]) -> Compiled {
+        let mut by_action: [ActionRules; 16] = Default::default();
+        // Prefix states depend only on (resource pattern, kind), so compute them once per
+        // pair rather than once per action.
+        for doc in docs {
+            for st in &doc.statements {
+                for kind in ResourceKind::ALL {
+                    let actions: Vec<Action> = Action::ALL
+                        .into_iter()
+                        .filter(|a| a.resource_kind() == kind && st.matches_action(*a))
+                        .collect();
+                    if actions.is_empty() {
+                        continue;
+                    }
+                    for r in &st.resources {
+                        let Some(suffix) = compile_suffix(r, kind, tenant) else {
+                            continue;
+                        };
+                        for a in &actions {
+                            let rules = &mut by_action[a.index()];
+                            match st.effect {
+                                Effect::Allow => rules.allow.push(suffix.clone()),
+                                Effect::Deny => rules.deny.push(suffix.clone()),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // An `All` pattern decides alone; put it first so `any` stops there.
+        for rules in &mut by_action {
+            for list in [&mut rules.deny, &mut rules.allow] {
+                list.sort_by_key(|s| !matches!(s, Suffix::All));
+            }
+        }
+        Compiled { by_action }
+    }
+
+    fn decide(&self, action: Action, name: &str) -> Decision {
+        self.by_action[action.index()].decide(name)
+    }
+}
+
+/// Compiles a resource pattern for `kind` inside `tenant`; `None` if it can match no resource of
+/// that kind in that tenant.
+fn compile_suffix(pattern: &str, kind: ResourceKind, tenant: &TenantId) -> Option<Suffix> {
+    let glob = Glob::new(pattern);
+    let mut states = glob.start();
+    let tail = if kind == ResourceKind::Cluster {
+        ""
+    } else {
+        "/"
+    };
+    for part in [ARN_PREFIX, kind.arn_type(), "/", tenant.as_str(), tail] {
+        states = glob.step_str(&states, part);
+        if states.is_empty() {
+            return None;
+        }
+    }
+    // A state on a trailing run of stars matches everything.
+    if states
+        .iter()
+        .any(|&s| glob.toks[s..].iter().all(|t| *t == Tok::Star))
+    {
+        return Some(Suffix::All);
+    }
+    // A star state subsumes the state right after it (its epsilon successor).
+    let starts: Vec<usize> = states
+        .iter()
+        .copied()
+        .filter(|&s| !(s > 0 && glob.toks[s - 1] == Tok::Star && states.contains(&(s - 1))))
+        .collect();
+    Some(Suffix::From {
+        toks: glob.toks,
+        starts: starts.into(),
+    })
+}
+
+/// The compiled effective permissions of one principal inside one tenant: its stored policies
+/// and, optionally, the session policy of its token. Immutable, `Send + Sync`; share it in an
+/// `Arc` and rebuild it when policies change.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    tenant: TenantId,
+    stored: Compiled,
+    session: Option<Compiled>,
+}
+
+impl Grants {
+    /// Compiles `stored` (all documents attached to the principal, or named by its token) and the
+    /// optional session policy for `tenant`. Cannot fail: documents are validated when parsed.
+    pub fn new(
+        tenant: &TenantId,
+        stored: &[&PolicyDocument],
+        session: Option<&PolicyDocument>,
+    ) -> Grants {
+        Grants {
+            tenant: tenant.clone(),
+            stored: Compiled::new(tenant, stored),
+            session: session.map(|s| Compiled::new(tenant, &[s])),
+        }
+    }
+
+    /// The tenant these grants are bound to.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Decides `action` on the resource `name` of this tenant (the tenant's own view of a topic,
+    /// group or transactional id; ignored for cluster actions). No allocation.
+    pub fn decide(&self, action: Action, name: &str) -> Decision {
+        let name = if action.resource_kind() == ResourceKind::Cluster {
+            ""
+        } else {
+            name
+        };
+        let stored = self.stored.decide(action, name);
+        let Some(session) = &self.session else {
+            return stored;
+        };
+        if stored == Decision::ExplicitDeny {
+            return stored;
+        }
+        match (stored, session.decide(action, name)) {
+            (_, Decision::ExplicitDeny) => Decision::ExplicitDeny,
+            (Decision::Allow, Decision::Allow) => Decision::Allow,
+            _ => Decision::ImplicitDeny,
+        }
+    }
+
+    /// `decide(action, name) == Decision::Allow`.
+    pub fn allows(&self, action: Action, name: &str) -> bool {
+        self.decide(action, name) == Decision::Allow
+    }
+
+    /// Like [`Grants::decide`] for a resource of `tenant`: a resource of any other tenant is
+    /// never allowed ([`Decision::ImplicitDeny`]), whatever the patterns say.
+    pub fn decide_resource(&self, action: Action, tenant: &TenantId, name: &str) -> Decision {
+        if tenant != &self.tenant {
+            return Decision::ImplicitDeny;
+        }
+        self.decide(action, name)
+    }
+}

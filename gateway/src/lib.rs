@@ -12,6 +12,7 @@ pub mod api_table;
 pub mod clients;
 pub mod codec;
 pub mod issuer;
+pub mod kclient;
 pub mod config;
 pub mod guard;
 pub mod connection;

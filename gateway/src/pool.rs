@@ -10,19 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
-use tokio::io::AsyncWriteExt;
+use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::protocol::VersionRange;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::codec::{FrameReader, ReadLimits};
-use crate::protocol::parse_response_header;
+use crate::kclient::{KafkaConn, KafkaError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolBroker {
@@ -283,77 +278,25 @@ impl Pool {
     }
 }
 
-/// A small client used only by discovery: one request at a time.
-struct ControlConnection {
-    addr: String,
-    reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    correlation_id: i32,
-}
-
-const CONTROL_LIMITS: ReadLimits = ReadLimits {
-    max_frame: 64 * 1024 * 1024,
-    idle: Duration::from_secs(10),
-    frame: Duration::from_secs(10),
-    reserve_ahead: usize::MAX,
-};
+/// Discovery's control connection: one request at a time over the shared client.
+struct ControlConnection(KafkaConn);
 
 impl ControlConnection {
     fn new(stream: TcpStream) -> Self {
-        let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        let (r, w) = stream.into_split();
-        Self { addr, reader: FrameReader::new(r), writer: w, correlation_id: 0 }
-    }
-
-    fn fail(&self, reason: impl ToString) -> PoolError {
-        PoolError::Control { addr: self.addr.clone(), reason: reason.to_string() }
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Result<Resp, PoolError> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("sluice-discovery")))
-            .encode(&mut buf, key.request_header_version(version))
-            .map_err(|e| self.fail(e))?;
-        body.encode(&mut buf, version).map_err(|e| self.fail(e))?;
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.writer.write_all(&buf).await.map_err(|e| self.fail(e))?;
-        let frame = self
-            .reader
-            .read_frame(CONTROL_LIMITS)
-            .await
-            .map_err(|e| self.fail(e))?
-            .ok_or_else(|| self.fail("connection closed"))?;
-        let (corr, body_at) = parse_response_header(frame.payload(), key, version).map_err(|e| self.fail(e))?;
-        if corr != self.correlation_id {
-            return Err(self.fail(format!("correlation id {corr}, expected {}", self.correlation_id)));
-        }
-        let mut body = frame.0.slice(4 + body_at..);
-        Resp::decode(&mut body, version).map_err(|e| self.fail(e))
+        Self(KafkaConn::new(stream, "sluice-discovery", Duration::from_secs(10)))
     }
 
     async fn api_versions(&mut self) -> Result<ApiVersionsResponse, PoolError> {
-        let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("sluice"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        self.call(ApiKey::ApiVersions, 3, &req).await
+        self.0.api_versions().await.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&self, e: KafkaError) -> PoolError {
+        PoolError::Control { addr: self.0.addr().to_owned(), reason: e.to_string() }
     }
 
     async fn metadata(&mut self) -> Result<BrokerSet, PoolError> {
         // An empty topic list asks for brokers only.
-        let req = MetadataRequest::default().with_topics(Some(Vec::new()));
-        let resp: MetadataResponse = self.call(ApiKey::Metadata, 12, &req).await?;
+        let resp = self.0.metadata(&[]).await.map_err(|e| self.fail(e))?;
         Ok(resp
             .brokers
             .into_iter()

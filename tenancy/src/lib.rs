@@ -26,6 +26,7 @@ mod error;
 mod jwks;
 mod names;
 pub mod policy;
+pub mod store;
 mod tenant;
 pub mod topic_config;
 

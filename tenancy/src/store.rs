@@ -1,0 +1,452 @@
+//! The tenant store's data model, pure and without I/O: the stored tenant document
+//! ([`TenantDoc`]: limits, named policies, principals), the record encoding in the
+//! compacted `__sluice_tenants` topic, and the apply rule that turns the topic's log into
+//! a [`TenantsSnapshot`].
+//!
+//! Every gateway instance reads the same log in the same order and applies the same rule,
+//! so all of them agree: a record whose version is exactly one above the current one (or
+//! 1 for an absent tenant) is applied; any other version lost a race and is skipped; a
+//! null value (tombstone) deletes the tenant. Records that do not parse are skipped, never
+//! fatal, so one bad write cannot stop the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyDocument;
+use crate::TenantId;
+
+/// Key prefix of tenant records: `tenant/<id>`.
+pub const KEY_PREFIX: &str = "tenant/";
+
+/// The principal entry that applies to every principal without an own entry.
+pub const ANY_PRINCIPAL: &str = "*";
+
+/// Per-tenant limits; `None` means the gateway default (SPEC 7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TenantLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_produce_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_consume_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partitions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_compacted_partitions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_mutations_per_5min: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_consumer_groups: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_rate: Option<u64>,
+}
+
+/// The policies attached to one principal, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalEntry {
+    /// Names of the tenant's stored policies.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+/// One tenant as the operator stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDoc {
+    /// The tenant id.
+    pub id: TenantId,
+    /// Limits overriding the gateway defaults.
+    #[serde(default)]
+    pub limits: TenantLimits,
+    /// Named policy documents.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyDocument>,
+    /// Principals (token `sub`) and their attached policies; `"*"` covers every principal
+    /// without an own entry.
+    #[serde(default)]
+    pub principals: BTreeMap<String, PrincipalEntry>,
+}
+
+/// A tenant document that is inconsistent, or a policy lookup that cannot be satisfied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    /// A principal names a policy the tenant does not store.
+    #[error("principals.{principal}.policies: no policy named {policy:?} in this tenant")]
+    UnknownPrincipalPolicy {
+        /// The principal.
+        principal: String,
+        /// The missing policy name.
+        policy: String,
+    },
+    /// A principal name is empty.
+    #[error("principals: a principal name is empty")]
+    EmptyPrincipal,
+    /// A policy name is empty.
+    #[error("policies: a policy name is empty")]
+    EmptyPolicyName,
+    /// A token names a policy the tenant does not store.
+    #[error("the token names policy {policy:?}, which tenant {tenant} does not have")]
+    UnknownPolicy {
+        /// The tenant.
+        tenant: TenantId,
+        /// The missing policy name.
+        policy: String,
+    },
+}
+
+impl TenantDoc {
+    /// A tenant with nothing but its id.
+    pub fn new(id: TenantId) -> Self {
+        TenantDoc { id, limits: TenantLimits::default(), policies: BTreeMap::new(), principals: BTreeMap::new() }
+    }
+
+    /// Checks what serde cannot: names are non-empty and every policy a principal
+    /// references exists.
+    pub fn validate(&self) -> Result<(), DocError> {
+        if self.policies.keys().any(|n| n.is_empty()) {
+            return Err(DocError::EmptyPolicyName);
+        }
+        for (principal, entry) in &self.principals {
+            if principal.is_empty() {
+                return Err(DocError::EmptyPrincipal);
+            }
+            if let Some(missing) = entry.policies.iter().find(|p| !self.policies.contains_key(*p)) {
+                return Err(DocError::UnknownPrincipalPolicy { principal: principal.clone(), policy: missing.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The policies that apply to `subject`: the ones the token names (`named`), failing
+    /// on a name the tenant does not have; otherwise the subject's own entry, else the
+    /// `"*"` entry, else none. Names without a document are skipped there (a validated
+    /// document has none).
+    pub fn policies_for(&self, subject: &str, named: Option<&[String]>) -> Result<Vec<&PolicyDocument>, DocError> {
+        if let Some(names) = named {
+            return names
+                .iter()
+                .map(|n| {
+                    self.policies
+                        .get(n)
+                        .ok_or_else(|| DocError::UnknownPolicy { tenant: self.id.clone(), policy: n.clone() })
+                })
+                .collect();
+        }
+        let entry = self.principals.get(subject).or_else(|| self.principals.get(ANY_PRINCIPAL));
+        Ok(entry.map(|e| e.policies.iter().filter_map(|n| self.policies.get(n)).collect()).unwrap_or_default())
+    }
+}
+
+/// A tenant as applied from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTenant {
+    /// 1 for the first write, one more per later write.
+    pub version: u64,
+    /// The document.
+    pub doc: TenantDoc,
+}
+
+/// The JSON value of a tenant record.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordValue {
+    /// The version this write creates.
+    pub version: u64,
+    /// The document.
+    pub tenant: TenantDoc,
+}
+
+/// The record key and JSON value for writing `doc` as `version`.
+pub fn encode_record(doc: &TenantDoc, version: u64) -> (Vec<u8>, Vec<u8>) {
+    (record_key(&doc.id), encode_value(doc, version))
+}
+
+/// The record key of a tenant: `tenant/<id>`.
+pub fn record_key(id: &TenantId) -> Vec<u8> {
+    format!("{KEY_PREFIX}{id}").into_bytes()
+}
+
+/// The JSON value `{"version":N,"tenant":{...}}` of a stored tenant.
+pub fn encode_value(doc: &TenantDoc, version: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        version: u64,
+        tenant: &'a TenantDoc,
+    }
+    // Strings, integers and maps with string keys only: serializing cannot fail.
+    serde_json::to_vec(&Borrowed { version, tenant: doc }).unwrap_or_default()
+}
+
+/// A record that cannot be applied at all (as opposed to a stale one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The key is not `tenant/<valid id>`.
+    #[error("offset {offset}: key {key:?} is not tenant/<id>")]
+    BadKey {
+        /// Log offset.
+        offset: i64,
+        /// The key, lossily decoded.
+        key: String,
+    },
+    /// The value is not a valid `{"version":N,"tenant":{...}}`.
+    #[error("offset {offset}: value for tenant {tenant} does not parse: {reason}")]
+    BadValue {
+        /// Log offset.
+        offset: i64,
+        /// The tenant the key names.
+        tenant: TenantId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What applying one record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The tenant now has this version.
+    Put {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its new version.
+        version: u64,
+    },
+    /// The tenant was deleted (or was already absent).
+    Deleted {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// The record's version did not follow the current one: a lost race, skipped.
+    Stale {
+        /// The tenant.
+        tenant: TenantId,
+        /// The record's version.
+        version: u64,
+        /// The version in force (0 = absent).
+        current: u64,
+    },
+}
+
+/// Every tenant as of one log offset. Immutable once published; the store clones and
+/// applies to make the next one.
+#[derive(Debug, Clone, Default)]
+pub struct TenantsSnapshot {
+    tenants: BTreeMap<TenantId, Arc<StoredTenant>>,
+    /// The last offset applied or skipped.
+    applied_offset: Option<i64>,
+}
+
+impl TenantsSnapshot {
+    /// An empty snapshot (no records read).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tenant, if it exists.
+    pub fn get(&self, id: &TenantId) -> Option<&Arc<StoredTenant>> {
+        self.tenants.get(id)
+    }
+
+    /// Every tenant, ordered by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&TenantId, &Arc<StoredTenant>)> {
+        self.tenants.iter()
+    }
+
+    /// How many tenants exist.
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Whether no tenant exists.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The offset of the last record applied or skipped, if any.
+    pub fn applied_offset(&self) -> Option<i64> {
+        self.applied_offset
+    }
+
+    /// Applies the record at `offset` by the store's rule (module docs). Whatever the
+    /// outcome, `applied_offset` moves to `offset`.
+    pub fn apply(&mut self, offset: i64, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RecordError> {
+        self.applied_offset = Some(offset);
+        let tenant = std::str::from_utf8(key)
+            .ok()
+            .and_then(|k| k.strip_prefix(KEY_PREFIX))
+            .and_then(|id| id.parse::<TenantId>().ok())
+            .ok_or_else(|| RecordError::BadKey { offset, key: String::from_utf8_lossy(key).into_owned() })?;
+        let Some(value) = value else {
+            self.tenants.remove(&tenant);
+            return Ok(Applied::Deleted { tenant });
+        };
+        let parsed: RecordValue = serde_json::from_slice(value).map_err(|e| RecordError::BadValue {
+            offset,
+            tenant: tenant.clone(),
+            reason: e.to_string(),
+        })?;
+        let bad = |reason: String| RecordError::BadValue { offset, tenant: tenant.clone(), reason };
+        if parsed.tenant.id != tenant {
+            return Err(bad(format!("the document's id is {}", parsed.tenant.id)));
+        }
+        parsed.tenant.validate().map_err(|e| bad(e.to_string()))?;
+        let current = self.tenants.get(&tenant).map(|t| t.version).unwrap_or(0);
+        if parsed.version != current + 1 {
+            return Ok(Applied::Stale { tenant, version: parsed.version, current });
+        }
+        self.tenants
+            .insert(tenant.clone(), Arc::new(StoredTenant { version: parsed.version, doc: parsed.tenant }));
+        Ok(Applied::Put { tenant, version: parsed.version })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALLOW_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kafka-cluster:*"],"Resource":["*"]}]}"#;
+
+    fn id(s: &str) -> TenantId {
+        s.parse().expect("valid id")
+    }
+
+    fn doc(t: &str) -> TenantDoc {
+        let mut d = TenantDoc::new(id(t));
+        d.policies.insert("all".into(), PolicyDocument::parse(ALLOW_ALL).expect("valid policy"));
+        d.principals.insert("*".into(), PrincipalEntry { policies: vec!["all".into()] });
+        d
+    }
+
+    fn put(s: &mut TenantsSnapshot, offset: i64, d: &TenantDoc, version: u64) -> Result<Applied, RecordError> {
+        let (k, v) = encode_record(d, version);
+        s.apply(offset, &k, Some(&v))
+    }
+
+    #[test]
+    fn versions_apply_in_order_and_stale_ones_are_skipped() {
+        let mut s = TenantsSnapshot::new();
+        let mut d = doc("acme");
+        assert_eq!(put(&mut s, 0, &d, 1), Ok(Applied::Put { tenant: id("acme"), version: 1 }));
+        d.limits.max_connections = Some(7);
+        // A second writer of version 1 lost the race.
+        assert_eq!(put(&mut s, 1, &d, 1), Ok(Applied::Stale { tenant: id("acme"), version: 1, current: 1 }));
+        assert_eq!(s.get(&id("acme")).map(|t| t.doc.limits.max_connections), Some(None));
+        // A gap is a lost race too.
+        assert!(matches!(put(&mut s, 2, &d, 3), Ok(Applied::Stale { current: 1, .. })));
+        assert_eq!(put(&mut s, 3, &d, 2), Ok(Applied::Put { tenant: id("acme"), version: 2 }));
+        let t = s.get(&id("acme")).expect("present");
+        assert_eq!((t.version, t.doc.limits.max_connections), (2, Some(7)));
+        assert_eq!(s.applied_offset(), Some(3));
+        // Absent tenants start at 1, not 2.
+        assert!(matches!(put(&mut s, 4, &doc("globex"), 2), Ok(Applied::Stale { current: 0, .. })));
+        assert!(s.get(&id("globex")).is_none());
+    }
+
+    #[test]
+    fn tombstones_delete_and_versions_restart() {
+        let mut s = TenantsSnapshot::new();
+        put(&mut s, 0, &doc("acme"), 1).expect("applies");
+        assert_eq!(s.apply(1, b"tenant/acme", None), Ok(Applied::Deleted { tenant: id("acme") }));
+        assert!(s.get(&id("acme")).is_none());
+        assert_eq!(put(&mut s, 2, &doc("acme"), 1), Ok(Applied::Put { tenant: id("acme"), version: 1 }));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_changes_nothing() {
+        let mut s = TenantsSnapshot::new();
+        put(&mut s, 0, &doc("acme"), 1).expect("applies");
+        assert!(matches!(s.apply(1, b"tenant/Not_Valid", Some(b"{}")), Err(RecordError::BadKey { offset: 1, .. })));
+        assert!(matches!(s.apply(2, b"other/acme", None), Err(RecordError::BadKey { .. })));
+        assert!(matches!(s.apply(3, b"\xff\xfe", None), Err(RecordError::BadKey { .. })));
+        assert!(matches!(s.apply(4, b"tenant/acme", Some(b"not json")), Err(RecordError::BadValue { offset: 4, .. })));
+        // The key and the document disagree on the id.
+        let (_, v) = encode_record(&doc("globex"), 2);
+        assert!(matches!(s.apply(5, b"tenant/acme", Some(&v)), Err(RecordError::BadValue { .. })));
+        // Unknown fields are refused, at both levels.
+        let e = s.apply(6, b"tenant/acme", Some(br#"{"version":2,"tenant":{"id":"acme"},"extra":1}"#));
+        assert!(matches!(e, Err(RecordError::BadValue { .. })), "{e:?}");
+        let e = s.apply(7, b"tenant/acme", Some(br#"{"version":2,"tenant":{"id":"acme","limits":{"max_conns":1}}}"#));
+        match e {
+            Err(RecordError::BadValue { reason, .. }) => assert!(reason.contains("max_conns"), "{reason}"),
+            other => panic!("expected BadValue, got {other:?}"),
+        }
+        assert_eq!(s.get(&id("acme")).map(|t| t.version), Some(1));
+        assert_eq!(s.applied_offset(), Some(7));
+        // Later good records still apply.
+        assert!(matches!(put(&mut s, 8, &doc("acme"), 2), Ok(Applied::Put { version: 2, .. })));
+    }
+
+    #[test]
+    fn documents_round_trip_through_records() {
+        let mut d = doc("acme");
+        d.limits.produce_bytes_per_sec = Some(1 << 20);
+        let (k, v) = encode_record(&d, 4);
+        assert_eq!(k, b"tenant/acme");
+        let parsed: RecordValue = serde_json::from_slice(&v).expect("parses");
+        assert_eq!(parsed.version, 4);
+        assert_eq!(parsed.tenant, d);
+        // Minimal documents take defaults.
+        let min: TenantDoc = serde_json::from_str(r#"{"id":"acme"}"#).expect("parses");
+        assert_eq!(min, TenantDoc::new(id("acme")));
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        let mut d = doc("acme");
+        assert_eq!(d.validate(), Ok(()));
+        d.principals.insert("alice".into(), PrincipalEntry { policies: vec!["nope".into()] });
+        assert_eq!(
+            d.validate(),
+            Err(DocError::UnknownPrincipalPolicy { principal: "alice".into(), policy: "nope".into() })
+        );
+        let mut d = doc("acme");
+        d.principals.insert(String::new(), PrincipalEntry::default());
+        assert_eq!(d.validate(), Err(DocError::EmptyPrincipal));
+        // A record that fails validation is not applied.
+        let mut s = TenantsSnapshot::new();
+        let (k, v) = encode_record(&d, 1);
+        assert!(matches!(s.apply(0, &k, Some(&v)), Err(RecordError::BadValue { .. })));
+    }
+
+    #[test]
+    fn policies_for_resolution() {
+        let read = PolicyDocument::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kafka-cluster:ReadData","Resource":"*"}]}"#,
+        )
+        .expect("valid");
+        let mut d = doc("acme");
+        d.policies.insert("read".into(), read.clone());
+        d.principals.insert("alice".into(), PrincipalEntry { policies: vec!["read".into()] });
+        let all = d.policies.get("all").expect("present").clone();
+        // Own entry first.
+        assert_eq!(d.policies_for("alice", None).expect("ok"), vec![&read]);
+        // Then "*".
+        assert_eq!(d.policies_for("bob", None).expect("ok"), vec![&all]);
+        // Token-named policies win over entries.
+        assert_eq!(d.policies_for("alice", Some(&["all".into(), "read".into()])).expect("ok"), vec![&all, &read]);
+        assert_eq!(
+            d.policies_for("alice", Some(&["nope".into()])),
+            Err(DocError::UnknownPolicy { tenant: id("acme"), policy: "nope".into() })
+        );
+        // No entry and no "*": nothing.
+        d.principals.remove("*");
+        assert!(d.policies_for("bob", None).expect("ok").is_empty());
+        assert!(d.policies_for("bob", Some(&[])).expect("ok").is_empty());
+    }
+}

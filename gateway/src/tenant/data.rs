@@ -1,0 +1,262 @@
+//! Produce and Fetch: the data path. Record batches stay `Bytes` slices of the frames
+//! they arrived in; only topic names, ids and error messages change.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::ForgottenTopic;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName};
+use sluice_tenancy::policy::Action;
+use uuid::Uuid;
+
+use super::{
+    answer, code, decode_request, decode_response, encode_request, topic_name_error, Admission, Ctx, Denied,
+    DeniedTopic, MapError, Plan, Req,
+};
+use crate::rewrite::Advertised;
+
+/// How many fetch sessions one connection may hold; a client uses one per broker
+/// connection, so a few cover reconnects inside one connection's life.
+const MAX_FETCH_SESSIONS: usize = 8;
+
+/// Resolves a topic a data request names (by name before topic ids, by id after) to its
+/// tenant name and pool name, or the code to deny it with.
+pub(super) fn resolve_topic(
+    ctx: &Ctx<'_>,
+    by_id: bool,
+    name: &TopicName,
+    id: Uuid,
+    action: Action,
+) -> Result<(TopicName, TopicName), (TopicName, i16)> {
+    if by_id {
+        let Some(tenant_name) = ctx.id_out(id) else {
+            return Err((TopicName::default(), code::UNKNOWN_TOPIC_ID));
+        };
+        if !ctx.allows(action, tenant_name.0.as_str()) {
+            return Err((tenant_name, code::TOPIC_AUTHORIZATION_FAILED));
+        }
+        // Pool name unchanged: the request carries the id, not the name.
+        return Ok((tenant_name, name.clone()));
+    }
+    match ctx.topic_in(name) {
+        Err(e) => Err((name.clone(), topic_name_error(&e))),
+        Ok(_) if !ctx.allows(action, name.0.as_str()) => Err((name.clone(), code::TOPIC_AUTHORIZATION_FAILED)),
+        Ok(pool) => Ok((name.clone(), pool)),
+    }
+}
+
+pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ProduceRequest = decode_request(req.api, req.version, body)?;
+    let by_id = req.version >= 13;
+    let mut denied = Denied::default();
+    // A transactional produce needs the transactional id too; without it every
+    // partition is answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka does.
+    let mut txn_denied = false;
+    if let Some(txn) = &r.transactional_id {
+        match ctx.txn_in(txn) {
+            Ok(pool) if ctx.allows(Action::AlterTransactionalId, txn.0.as_str()) => r.transactional_id = Some(pool),
+            _ => txn_denied = true,
+        }
+    }
+    let mut kept = Vec::with_capacity(r.topic_data.len());
+    for mut t in std::mem::take(&mut r.topic_data) {
+        let partitions = || t.partition_data.iter().map(|p| p.index).collect::<Vec<_>>();
+        match resolve_topic(ctx, by_id, &t.name, t.topic_id, Action::WriteData) {
+            Ok(_) if txn_denied => denied.topics.push(DeniedTopic {
+                name: t.name.clone(),
+                id: t.topic_id,
+                partitions: partitions(),
+                code: code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            }),
+            Ok((_, pool)) => {
+                t.name = pool;
+                kept.push(t);
+            }
+            Err((_, code)) => {
+                denied.topics.push(DeniedTopic { name: t.name.clone(), id: t.topic_id, partitions: partitions(), code })
+            }
+        }
+    }
+    r.topic_data = kept;
+    if r.topic_data.is_empty() {
+        if r.acks == 0 {
+            return Ok(Admission::Drop);
+        }
+        let mut resp = ProduceResponse::default();
+        append_produce_denied(&mut resp, &denied);
+        return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
+    }
+    let body = encode_request(req.api, req.version, &r)?;
+    Ok(Admission::Forward { body: Some(body), plan: Plan::Map(Box::new(denied)) })
+}
+
+fn append_produce_denied(resp: &mut ProduceResponse, denied: &Denied) {
+    for d in &denied.topics {
+        resp.responses.push(
+            TopicProduceResponse::default().with_name(d.name.clone()).with_topic_id(d.id).with_partition_responses(
+                d.partitions
+                    .iter()
+                    .map(|&p| {
+                        PartitionProduceResponse::default()
+                            .with_index(p)
+                            .with_error_code(d.code)
+                            .with_base_offset(-1)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(-1)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+}
+
+pub fn produce_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+    adv: &Advertised,
+) -> Result<Bytes, MapError> {
+    let mut resp: ProduceResponse = decode_response(req.api, req.version, &body)?;
+    let by_id = req.version >= 13;
+    resp.responses.retain_mut(|t| {
+        if !by_id {
+            match ctx.topic_out(&t.name) {
+                Some(name) => t.name = name,
+                None => return false,
+            }
+        }
+        for p in &mut t.partition_responses {
+            p.error_message = ctx.scrub(&p.error_message);
+            for e in &mut p.record_errors {
+                e.batch_index_error_message = ctx.scrub(&e.batch_index_error_message);
+            }
+        }
+        true
+    });
+    for e in &mut resp.node_endpoints {
+        (e.host, e.port) = adv.endpoint(e.node_id.0);
+    }
+    append_produce_denied(&mut resp, &denied);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+pub fn fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: FetchRequest = decode_request(req.api, req.version, body)?;
+    if r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0 {
+        // Only brokers fetch as replicas.
+        return Ok(Admission::Answer(answer(
+            req.api,
+            req.version,
+            req.correlation_id,
+            &FetchResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED),
+        )?));
+    }
+    if r.session_id != 0 && !ctx.view.fetch_sessions.contains(&r.session_id) {
+        // Not a session this connection was given: it may be another tenant's.
+        return Ok(Admission::Answer(answer(
+            req.api,
+            req.version,
+            req.correlation_id,
+            &FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND),
+        )?));
+    }
+    let by_id = req.version >= 13;
+    let mut denied = Denied::default();
+    let mut kept = Vec::with_capacity(r.topics.len());
+    for mut t in std::mem::take(&mut r.topics) {
+        match resolve_topic(ctx, by_id, &t.topic, t.topic_id, Action::ReadData) {
+            Ok((_, pool)) => {
+                t.topic = pool;
+                kept.push(t);
+            }
+            Err((_, code)) => denied.topics.push(DeniedTopic {
+                name: t.topic.clone(),
+                id: t.topic_id,
+                partitions: t.partitions.iter().map(|p| p.partition).collect(),
+                code,
+            }),
+        }
+    }
+    r.topics = kept;
+    let forgotten: Vec<ForgottenTopic> = std::mem::take(&mut r.forgotten_topics_data)
+        .into_iter()
+        .filter_map(|mut f| {
+            if by_id {
+                ctx.id_out(f.topic_id).map(|_| f)
+            } else {
+                ctx.topic_in(&f.topic).ok().map(|pool| {
+                    f.topic = pool;
+                    f
+                })
+            }
+        })
+        .collect();
+    r.forgotten_topics_data = forgotten;
+    if r.topics.is_empty() && r.forgotten_topics_data.is_empty() && r.session_id == 0 {
+        let mut resp = FetchResponse::default();
+        append_fetch_denied(&mut resp, &denied);
+        return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
+    }
+    let body = encode_request(req.api, req.version, &r)?;
+    Ok(Admission::Forward { body: Some(body), plan: Plan::Map(Box::new(denied)) })
+}
+
+fn denied_partition(p: i32, code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(p)
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(Bytes::new()))
+}
+
+fn append_fetch_denied(resp: &mut FetchResponse, denied: &Denied) {
+    for d in &denied.topics {
+        resp.responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(d.name.clone())
+                .with_topic_id(d.id)
+                .with_partitions(d.partitions.iter().map(|&p| denied_partition(p, d.code)).collect()),
+        );
+    }
+}
+
+pub fn fetch_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+    adv: &Advertised,
+) -> Result<Bytes, MapError> {
+    let mut resp: FetchResponse = decode_response(req.api, req.version, &body)?;
+    if resp.session_id != 0 && !ctx.view.fetch_sessions.contains(&resp.session_id) {
+        if ctx.view.fetch_sessions.len() >= MAX_FETCH_SESSIONS {
+            ctx.view.fetch_sessions.remove(0);
+        }
+        ctx.view.fetch_sessions.push(resp.session_id);
+    }
+    let by_id = req.version >= 13;
+    // A session may still hold topics that were allowed when they were added; every
+    // response is checked against the grants of now, and anything not the tenant's is
+    // dropped (defence in depth: the session binding above already keeps others out).
+    resp.responses.retain_mut(|t| {
+        let tenant_name = if by_id { ctx.id_out(t.topic_id) } else { ctx.topic_out(&t.topic) };
+        let Some(tenant_name) = tenant_name else { return false };
+        if !ctx.allows(Action::ReadData, tenant_name.0.as_str()) {
+            for p in &mut t.partitions {
+                *p = denied_partition(p.partition_index, code::TOPIC_AUTHORIZATION_FAILED);
+            }
+        }
+        if !by_id {
+            t.topic = tenant_name;
+        }
+        true
+    });
+    for e in &mut resp.node_endpoints {
+        (e.host, e.port) = adv.endpoint(e.node_id.0);
+    }
+    append_fetch_denied(&mut resp, &denied);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}

@@ -38,6 +38,7 @@ pub use policy::{
     Action, Decision, Effect, Grants, PolicyDocument, PolicyError, ResourceKind, Statement,
 };
 pub use tenant::{StaticTenants, TenantDirectory, TenantId};
+pub use topic_config::{check_topic_config, ConfigAction, ConfigContext, ConfigRejection};
 
 #[cfg(test)]
 mod tests;

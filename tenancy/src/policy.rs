@@ -996,3 +996,501 @@ impl Grants {
         self.decide(action, name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant(s: &str) -> TenantId {
+        s.parse().unwrap()
+    }
+
+    fn doc(v: Value) -> PolicyDocument {
+        PolicyDocument::from_value(v).unwrap()
+    }
+
+    fn stmt(effect: &str, action: Value, resource: Value) -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": action, "Resource": resource}]})
+    }
+
+    fn err(v: Value) -> String {
+        PolicyDocument::from_value(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn actions_table_is_consistent() {
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(a.index(), i);
+            assert!(a.name().starts_with("kafka-cluster:"));
+            assert_eq!(a.name(), format!("kafka-cluster:{}", a.short_name()));
+            assert_eq!(format!("{a:?}"), a.short_name());
+        }
+        assert_eq!(Action::WriteData.name(), "kafka-cluster:WriteData");
+        assert_eq!(Action::Connect.resource_kind(), ResourceKind::Cluster);
+        assert_eq!(
+            Action::WriteDataIdempotently.resource_kind(),
+            ResourceKind::Cluster
+        );
+        assert_eq!(
+            Action::DescribeTopicDynamicConfiguration.resource_kind(),
+            ResourceKind::Topic
+        );
+        assert_eq!(Action::AlterGroup.resource_kind(), ResourceKind::Group);
+        assert_eq!(
+            Action::AlterTransactionalId.resource_kind(),
+            ResourceKind::TransactionalId
+        );
+        assert_eq!(
+            ResourceKind::TransactionalId.arn(&tenant("acme"), "tx"),
+            "arn:sluice:kafka:::transactional-id/acme/tx"
+        );
+        assert_eq!(
+            ResourceKind::Cluster.arn(&tenant("acme"), "ignored"),
+            "arn:sluice:kafka:::cluster/acme"
+        );
+    }
+
+    fn mask_of(pattern: &str) -> Vec<Action> {
+        let d = doc(stmt("Allow", json!(pattern), json!("*")));
+        Action::ALL
+            .into_iter()
+            .filter(|a| d.statements()[0].matches_action(*a))
+            .collect()
+    }
+
+    #[test]
+    fn action_globs() {
+        use Action::*;
+        assert_eq!(
+            mask_of("kafka-cluster:*Topic"),
+            vec![CreateTopic, DescribeTopic, AlterTopic, DeleteTopic]
+        );
+        assert_eq!(mask_of("kafka-cluster:*").len(), 16);
+        assert_eq!(mask_of("KAFKA-CLUSTER:writedata"), vec![WriteData]);
+        assert_eq!(
+            mask_of("kafka-cluster:WriteData*"),
+            vec![WriteDataIdempotently, WriteData]
+        );
+        assert_eq!(
+            mask_of("kafka-cluster:?lter*"),
+            vec![
+                AlterTopic,
+                AlterTopicDynamicConfiguration,
+                AlterGroup,
+                AlterTransactionalId
+            ]
+        );
+        assert_eq!(
+            mask_of("kafka-cluster:*TopicDynamicConfiguration"),
+            vec![
+                DescribeTopicDynamicConfiguration,
+                AlterTopicDynamicConfiguration
+            ]
+        );
+        assert_eq!(
+            mask_of("kafka-cluster:Describe*"),
+            vec![
+                DescribeCluster,
+                DescribeTopic,
+                DescribeTopicDynamicConfiguration,
+                DescribeGroup,
+                DescribeTransactionalId
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_accepts_aws_shapes() {
+        // Single statement object, single-string action and resource, optional Sid.
+        let d = PolicyDocument::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Sid":"one","Effect":"Allow","Action":"kafka-cluster:Connect","Resource":"arn:sluice:kafka:::cluster/acme"}}"#,
+        )
+        .unwrap();
+        assert_eq!(d.statements().len(), 1);
+        assert_eq!(d.statements()[0].sid(), Some("one"));
+        assert_eq!(d.statements()[0].effect(), Effect::Allow);
+        assert_eq!(d.statements()[0].actions(), ["kafka-cluster:Connect"]);
+        assert_eq!(
+            d.statements()[0].resources(),
+            ["arn:sluice:kafka:::cluster/acme"]
+        );
+        // Serializes back in array form and parses to the same document.
+        let back = PolicyDocument::parse(&d.to_json()).unwrap();
+        assert_eq!(back, d);
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            v,
+            json!({"Version":"2012-10-17","Statement":[{"Sid":"one","Effect":"Allow","Action":["kafka-cluster:Connect"],"Resource":["arn:sluice:kafka:::cluster/acme"]}]})
+        );
+        let via_serde: PolicyDocument = serde_json::from_value(v).unwrap();
+        assert_eq!(via_serde, d);
+        // serde's Deserialize applies the same validation.
+        let bad: Result<PolicyDocument, _> =
+            serde_json::from_value(stmt("Allow", json!("kafka-cluster:Foo"), json!("*")));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("unknown action kafka-cluster:Foo"));
+    }
+
+    #[test]
+    fn error_messages_name_the_field() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([]), "(document): expected a JSON object"),
+            (json!({"Statement": []}), "Version: missing"),
+            (
+                json!({"Version": "2008-10-17", "Statement": []}),
+                "Version: unsupported version \"\\\"2008-10-17\\\"\"",
+            ),
+            (json!({"Version": "2012-10-17"}), "Statement: missing"),
+            (
+                json!({"Version": "2012-10-17", "Statement": []}),
+                "Statement: must not be empty",
+            ),
+            (
+                json!({"Version": "2012-10-17", "Statement": "x"}),
+                "Statement: expected an object or an array of objects",
+            ),
+            (
+                json!({"Version": "2012-10-17", "Id": "x", "Statement": []}),
+                "(document): unknown field \"Id\"",
+            ),
+            (
+                stmt("Permit", json!("kafka-cluster:Connect"), json!("*")),
+                "Statement[0].Effect: unknown effect \"Permit\"",
+            ),
+            (
+                stmt("Allow", json!([]), json!("*")),
+                "Statement[0].Action: must not be empty",
+            ),
+            (
+                stmt("Allow", json!("kafka-cluster:Connect"), json!([])),
+                "Statement[0].Resource: must not be empty",
+            ),
+            (
+                stmt("Allow", json!(["kafka-cluster:Connect", 3]), json!("*")),
+                "Statement[0].Action[1]: expected a string",
+            ),
+            (
+                stmt("Allow", json!("kafka-cluster:Foo"), json!("*")),
+                "Statement[0].Action: unknown action kafka-cluster:Foo",
+            ),
+            (
+                stmt(
+                    "Allow",
+                    json!(["kafka-cluster:Connect", "kafka-cluster:AlterCluster"]),
+                    json!("*"),
+                ),
+                "Statement[0].Action[1]: unknown action kafka-cluster:AlterCluster (not supported",
+            ),
+            (
+                stmt("Allow", json!("s3:GetObject"), json!("*")),
+                "Statement[0].Action: unknown action s3:GetObject; actions are kafka-cluster:<name>",
+            ),
+            (
+                stmt("Allow", json!("*"), json!("*")),
+                "Statement[0].Action: unknown action *;",
+            ),
+            (
+                stmt(
+                    "Allow",
+                    json!("kafka-cluster:*"),
+                    json!(["*", "arn:aws:kafka:us-east-1:1:topic/x/y/z"]),
+                ),
+                "Statement[0].Resource[1]: invalid resource arn:aws:kafka:us-east-1:1:topic/x/y/z: resources are",
+            ),
+            (
+                stmt(
+                    "Allow",
+                    json!("kafka-cluster:*"),
+                    json!("arn:sluice:kafka:::topics/acme/x"),
+                ),
+                "Statement[0].Resource: invalid resource arn:sluice:kafka:::topics/acme/x: the resource type must be",
+            ),
+            (
+                stmt(
+                    "Allow",
+                    json!("kafka-cluster:*"),
+                    json!("arn:sluice:kafka:::cluster"),
+                ),
+                "Statement[0].Resource: invalid resource arn:sluice:kafka:::cluster: the resource type",
+            ),
+        ];
+        for (v, want) in cases {
+            let got = err(v.clone());
+            assert!(got.starts_with(want), "for {v}: got {got:?}, want {want:?}");
+        }
+        for field in ["NotAction", "NotResource", "Principal", "Condition"] {
+            let mut v = stmt("Allow", json!("kafka-cluster:Connect"), json!("*"));
+            v["Statement"][0][field] = json!("x");
+            assert_eq!(
+                err(v),
+                format!("Statement[0]: {field} is not supported"),
+                "{field}"
+            );
+        }
+        let mut v = stmt("Allow", json!("kafka-cluster:Connect"), json!("*"));
+        v["Statement"][0]["Colour"] = json!("x");
+        assert_eq!(err(v), "Statement[0]: unknown field \"Colour\"");
+        let mut v = stmt("Allow", json!("kafka-cluster:Connect"), json!("*"));
+        v["Statement"] = json!([v["Statement"][0].clone(), v["Statement"][0].clone(), {"Effect": "Deny", "Action": "kafka-cluster:Foo", "Resource": "*"}]);
+        assert_eq!(
+            err(v),
+            "Statement[2].Action: unknown action kafka-cluster:Foo"
+        );
+        assert!(PolicyDocument::parse("{")
+            .unwrap_err()
+            .to_string()
+            .starts_with("policy document is not valid JSON"));
+    }
+
+    #[test]
+    fn wildcard_resource_types_are_accepted() {
+        for r in [
+            "*",
+            "arn:sluice:kafka:::*",
+            "arn:sluice:kafka:::t*",
+            "arn:sluice:kafka:::?roup/acme/*",
+            "arn:sluice:kafka:::topic/*",
+            "arn:sluice:kafka:::cluster/acme",
+            "arn:sluice:kafka:::transactional-id/acme/tx-*",
+        ] {
+            PolicyDocument::from_value(stmt("Allow", json!("kafka-cluster:*"), json!(r)))
+                .unwrap_or_else(|e| panic!("{r}: {e}"));
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let one = json!({"Effect": "Allow", "Action": "kafka-cluster:Connect", "Resource": "*"});
+        let v = json!({"Version": "2012-10-17", "Statement": vec![one.clone(); MAX_STATEMENTS]});
+        assert!(PolicyDocument::from_value(v).is_ok());
+        let v = json!({"Version": "2012-10-17", "Statement": vec![one; MAX_STATEMENTS + 1]});
+        assert_eq!(err(v), "Statement: 101 statements; the limit is 100");
+        let big = "a".repeat(MAX_DOCUMENT_BYTES);
+        let v = stmt(
+            "Allow",
+            json!("kafka-cluster:*"),
+            json!(format!("arn:sluice:kafka:::topic/acme/{big}")),
+        );
+        assert!(err(v.clone()).starts_with("policy document is 20"));
+        assert!(PolicyDocument::parse(&v.to_string())
+            .unwrap_err()
+            .to_string()
+            .contains("the limit is 20480 bytes"));
+    }
+
+    /// The MSK producer/consumer/admin policies of the notes, in sluice ARNs.
+    #[test]
+    fn msk_example_policies() {
+        let acme = tenant("acme");
+        let producer = doc(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"], "Resource": "arn:sluice:kafka:::cluster/acme"},
+            {"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], "Resource": "arn:sluice:kafka:::topic/acme/orders*"},
+            {"Effect": "Allow", "Action": ["kafka-cluster:DescribeTransactionalId", "kafka-cluster:AlterTransactionalId"], "Resource": "arn:sluice:kafka:::transactional-id/acme/orders-tx-*"}
+        ]}));
+        let g = Grants::new(&acme, &[&producer], None);
+        assert!(g.allows(Action::Connect, ""));
+        assert!(g.allows(Action::WriteDataIdempotently, "whatever"));
+        assert!(!g.allows(Action::DescribeCluster, ""));
+        assert!(g.allows(Action::WriteData, "orders"));
+        assert!(g.allows(Action::WriteData, "orders.eu"));
+        assert!(g.allows(Action::DescribeTopic, "orders-v2"));
+        assert!(!g.allows(Action::ReadData, "orders"));
+        assert!(
+            !g.allows(Action::WriteData, "Orders"),
+            "resources are case-sensitive"
+        );
+        assert!(!g.allows(Action::WriteData, "payments"));
+        assert!(g.allows(Action::AlterTransactionalId, "orders-tx-1"));
+        assert!(!g.allows(Action::AlterTransactionalId, "orders-tx"));
+        assert_eq!(
+            g.decide(Action::DeleteTopic, "orders"),
+            Decision::ImplicitDeny
+        );
+
+        let consumer = doc(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kafka-cluster:Connect", "Resource": "arn:sluice:kafka:::cluster/acme"},
+            {"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], "Resource": "arn:sluice:kafka:::topic/acme/*"},
+            {"Effect": "Allow", "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], "Resource": "arn:sluice:kafka:::group/acme/billing-?"}
+        ]}));
+        let g = Grants::new(&acme, &[&consumer], None);
+        assert!(g.allows(Action::ReadData, "anything/with/slashes"));
+        assert!(g.allows(Action::AlterGroup, "billing-1"));
+        assert!(!g.allows(Action::AlterGroup, "billing-12"));
+        assert!(!g.allows(Action::AlterGroup, "billing-"));
+        assert!(!g.allows(Action::DeleteGroup, "billing-1"));
+        assert!(!g.allows(Action::WriteData, "x"));
+
+        let admin = doc(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kafka-cluster:*", "Resource": "*"}
+        ]}));
+        let g = Grants::new(&acme, &[&admin], None);
+        for a in Action::ALL {
+            assert!(g.allows(a, "x"), "{a}");
+            assert_eq!(
+                g.decide_resource(a, &tenant("other"), "x"),
+                Decision::ImplicitDeny
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_prefix_cannot_leak_to_a_longer_tenant() {
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*"),
+            json!([
+                "arn:sluice:kafka:::topic/acme/*",
+                "arn:sluice:kafka:::cluster/acme"
+            ]),
+        ));
+        let g = Grants::new(&tenant("acme-dev"), &[&d], None);
+        for a in Action::ALL {
+            assert_eq!(g.decide(a, "x"), Decision::ImplicitDeny, "{a}");
+        }
+        let g = Grants::new(&tenant("acme"), &[&d], None);
+        assert!(g.allows(Action::ReadData, "x"));
+        assert!(g.allows(Action::Connect, ""));
+        // The group action is not covered by a topic ARN.
+        assert!(!g.allows(Action::DescribeGroup, "x"));
+    }
+
+    #[test]
+    fn names_are_literal() {
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*Group"),
+            json!("arn:sluice:kafka:::group/acme/a*b/c"),
+        ));
+        let g = Grants::new(&tenant("acme"), &[&d], None);
+        assert!(g.allows(Action::AlterGroup, "a*b/c"));
+        assert!(g.allows(Action::AlterGroup, "aXYZb/c"));
+        assert!(g.allows(Action::AlterGroup, "a/b/c"));
+        assert!(!g.allows(Action::AlterGroup, "a*b/d"));
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*Group"),
+            json!("arn:sluice:kafka:::group/acme/__x"),
+        ));
+        let g = Grants::new(&tenant("acme"), &[&d], None);
+        assert!(g.allows(Action::AlterGroup, "__x"));
+        assert!(!g.allows(Action::AlterGroup, "*"));
+        assert!(!g.allows(Action::AlterGroup, "?_x"));
+    }
+
+    #[test]
+    fn wildcard_spanning_the_tenant() {
+        // `*` runs across `/`, so one pattern can cover type, tenant and name.
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*"),
+            json!("arn:sluice:kafka:::*e/acme/x*"),
+        ));
+        let g = Grants::new(&tenant("acme"), &[&d], None);
+        // "*e/" consumes "topic/acme/x..."? No: it needs "e/acme/x" after the type.
+        assert!(!g.allows(Action::ReadData, "x"));
+        // "cluster/acme" does not end in "/acme/x..".
+        assert!(!g.allows(Action::Connect, ""));
+        // But a name that itself contains "e/acme/x" does match.
+        assert!(g.allows(Action::ReadData, "ne/acme/x"));
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*"),
+            json!("arn:sluice:kafka:::*/acme*"),
+        ));
+        let g = Grants::new(&tenant("acme"), &[&d], None);
+        assert!(g.allows(Action::Connect, ""));
+        assert!(g.allows(Action::ReadData, ""));
+        assert!(g.allows(Action::AlterTransactionalId, "t"));
+    }
+
+    #[test]
+    fn deny_beats_allow_and_documents_combine() {
+        let acme = tenant("acme");
+        let allow = doc(stmt("Allow", json!("kafka-cluster:*"), json!("*")));
+        let deny = doc(stmt(
+            "Deny",
+            json!("kafka-cluster:*Topic"),
+            json!("arn:sluice:kafka:::topic/acme/secret-*"),
+        ));
+        let g = Grants::new(&acme, &[&allow, &deny], None);
+        assert_eq!(
+            g.decide(Action::DeleteTopic, "secret-1"),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(g.decide(Action::ReadData, "secret-1"), Decision::Allow);
+        assert_eq!(g.decide(Action::DeleteTopic, "public"), Decision::Allow);
+        let g = Grants::new(&acme, &[&deny], None);
+        assert_eq!(
+            g.decide(Action::DeleteTopic, "secret-1"),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            g.decide(Action::DeleteTopic, "public"),
+            Decision::ImplicitDeny
+        );
+        let g = Grants::new(&acme, &[], None);
+        assert_eq!(g.decide(Action::Connect, ""), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn session_policy_only_narrows() {
+        let acme = tenant("acme");
+        let stored = doc(stmt(
+            "Allow",
+            json!(["kafka-cluster:Connect", "kafka-cluster:*Data"]),
+            json!("*"),
+        ));
+        let session = doc(stmt(
+            "Allow",
+            json!([
+                "kafka-cluster:Connect",
+                "kafka-cluster:ReadData",
+                "kafka-cluster:DeleteTopic"
+            ]),
+            json!("*"),
+        ));
+        let g = Grants::new(&acme, &[&stored], Some(&session));
+        assert!(g.allows(Action::Connect, ""));
+        assert!(g.allows(Action::ReadData, "t"));
+        assert_eq!(g.decide(Action::WriteData, "t"), Decision::ImplicitDeny);
+        // The session cannot add what the stored set lacks.
+        assert_eq!(g.decide(Action::DeleteTopic, "t"), Decision::ImplicitDeny);
+        let session_deny = doc(stmt(
+            "Deny",
+            json!("kafka-cluster:ReadData"),
+            json!("arn:sluice:kafka:::topic/acme/x"),
+        ));
+        let g = Grants::new(&acme, &[&stored], Some(&session_deny));
+        assert_eq!(g.decide(Action::ReadData, "x"), Decision::ExplicitDeny);
+        // A session policy with no Allow allows nothing.
+        assert_eq!(g.decide(Action::ReadData, "y"), Decision::ImplicitDeny);
+        let stored_deny = doc(stmt("Deny", json!("kafka-cluster:ReadData"), json!("*")));
+        let g = Grants::new(&acme, &[&stored, &stored_deny], Some(&session));
+        assert_eq!(g.decide(Action::ReadData, "x"), Decision::ExplicitDeny);
+    }
+
+    #[test]
+    fn glob_matcher() {
+        let cases = [
+            ("", "", true),
+            ("", "a", false),
+            ("*", "", true),
+            ("*", "abc", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbb", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*a*a*", "banana", true),
+            ("*x*", "banana", false),
+            ("?", "é", true),
+            ("a**b", "ab", true),
+            ("a*b*c", "abxbc", true),
+        ];
+        for (p, s, want) in cases {
+            assert_eq!(Glob::new(p).matches(s), want, "{p:?} vs {s:?}");
+        }
+    }
+}

@@ -911,10 +911,10 @@ fn compile_suffix(pattern: &str, kind: ResourceKind, tenant: &TenantId) -> Optio
             return None;
         }
     }
-    // A state on a trailing run of stars matches everything.
+    // A state on a trailing star matches everything (the end state itself matches only "").
     if states
         .iter()
-        .any(|&s| glob.toks[s..].iter().all(|t| *t == Tok::Star))
+        .any(|&s| s < glob.toks.len() && glob.toks[s..].iter().all(|t| *t == Tok::Star))
     {
         return Some(Suffix::All);
     }
@@ -1355,6 +1355,18 @@ mod tests {
         assert!(g.allows(Action::Connect, ""));
         // The group action is not covered by a topic ARN.
         assert!(!g.allows(Action::DescribeGroup, "x"));
+    }
+
+    #[test]
+    fn pattern_ending_at_the_prefix_matches_only_the_empty_name() {
+        let d = doc(stmt(
+            "Allow",
+            json!("kafka-cluster:*"),
+            json!("arn:sluice:kafka:::transactional-id/t1/"),
+        ));
+        let g = Grants::new(&tenant("t1"), &[&d], None);
+        assert!(g.allows(Action::DescribeTransactionalId, ""));
+        assert!(!g.allows(Action::DescribeTransactionalId, "a"));
     }
 
     #[test]

@@ -205,3 +205,205 @@ fn ratio(value: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ConfigAction::{Drop, Keep};
+    use ConfigContext::{Alter, Create};
+
+    fn ok(name: &str, value: &str, ctx: ConfigContext) -> ConfigAction {
+        check_topic_config(name, Some(value), ctx)
+            .unwrap_or_else(|e| panic!("{name}={value} in {ctx:?}: {e}"))
+    }
+
+    fn rejected(name: &str, value: Option<&str>, ctx: ConfigContext) -> String {
+        match check_topic_config(name, value, ctx) {
+            Ok(a) => panic!("{name}={value:?} in {ctx:?} accepted as {a:?}"),
+            Err(e) => {
+                assert_eq!(e.config, name);
+                let s = e.to_string();
+                assert!(s.starts_with(&format!("config {name}: ")), "{s}");
+                s
+            }
+        }
+    }
+
+    /// (name, accepted values, refused values) for every numeric or enumerated config, checked
+    /// on both Create and Alter.
+    #[test]
+    fn bounds_of_every_config() {
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "compression.type",
+                &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
+                &["none", "ZSTD", "brotli", ""],
+            ),
+            (
+                "max.message.bytes",
+                &["0", "1048588", "8388608", " 8388608 "],
+                &["-1", "8388609", "9999999999", "1e6", "x"],
+            ),
+            (
+                "message.timestamp.type",
+                &["CreateTime", "LogAppendTime"],
+                &["createtime", "NoTime"],
+            ),
+            (
+                "message.timestamp.difference.max.ms",
+                &["0", "9223372036854775807"],
+                &["-1", "9223372036854775808", "1.5"],
+            ),
+            (
+                "message.timestamp.before.max.ms",
+                &["0", "86400000"],
+                &["-1", "abc"],
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                &["0", "3600000"],
+                &["-5", ""],
+            ),
+            (
+                "retention.bytes",
+                &["-1", "0", "268435456000"],
+                &["-2", "1GB"],
+            ),
+            ("retention.ms", &["-1", "0", "604800000"], &["-2", "7d"]),
+            (
+                "segment.bytes",
+                &["16777216", "1073741824", "104857600"],
+                &["16777215", "1073741825", "1024", "-1"],
+            ),
+            (
+                "segment.ms",
+                &["3600000", "604800000"],
+                &["3599999", "0", "-1"],
+            ),
+            ("min.compaction.lag.ms", &["0", "1000"], &["-1", "x"]),
+            (
+                "max.compaction.lag.ms",
+                &["1", "9223372036854775807"],
+                &["0", "-1"],
+            ),
+            ("delete.retention.ms", &["0", "86400000"], &["-1"]),
+            (
+                "min.cleanable.dirty.ratio",
+                &["0", "0.0", "0.5", "1", "1.0"],
+                &["1.01", "-0.1", "NaN", "inf", "half"],
+            ),
+        ];
+        for (name, good, bad) in table {
+            for ctx in [Create, Alter] {
+                for v in *good {
+                    assert_eq!(ok(name, v, ctx), Keep, "{name}={v}");
+                }
+                for v in *bad {
+                    let msg = rejected(name, Some(v), ctx);
+                    assert!(
+                        msg.contains(v.trim()) || msg.contains("out of range"),
+                        "{name}={v}: message does not name the value: {msg}"
+                    );
+                }
+                // A null value (reset to the default) is fine for every one of them.
+                assert_eq!(check_topic_config(name, None, ctx), Ok(Keep), "{name}");
+            }
+        }
+        assert_eq!(
+            rejected("max.message.bytes", Some("8388609"), Create),
+            "config max.message.bytes: value 8388609 is out of range 0..=8388608"
+        );
+        assert_eq!(
+            rejected("segment.ms", Some("10"), Create),
+            "config segment.ms: value 10 is out of range; the minimum is 3600000"
+        );
+        assert_eq!(
+            rejected("retention.ms", Some("-7"), Alter),
+            "config retention.ms: value -7 is out of range; use -1 or a value >= 0"
+        );
+        assert_eq!(
+            rejected("segment.bytes", Some("lots"), Create),
+            "config segment.bytes: invalid value \"lots\"; expected an integer"
+        );
+    }
+
+    #[test]
+    fn cleanup_policy_only_at_creation() {
+        for v in [
+            "delete",
+            "compact",
+            "delete,compact",
+            "compact,delete",
+            "compact, delete",
+        ] {
+            assert_eq!(ok("cleanup.policy", v, Create), Keep, "{v}");
+        }
+        for v in ["", "both", "delete,delete", "compact,", "Compact"] {
+            let msg = rejected("cleanup.policy", Some(v), Create);
+            assert!(msg.contains(&format!("{v:?}")), "{msg}");
+        }
+        assert_eq!(check_topic_config("cleanup.policy", None, Create), Ok(Keep));
+        assert_eq!(
+            rejected("cleanup.policy", Some("compact"), Alter),
+            "config cleanup.policy: can only be set when the topic is created"
+        );
+        // A reset on alter would change the policy too.
+        rejected("cleanup.policy", None, Alter);
+    }
+
+    #[test]
+    fn min_insync_replicas_is_the_pools() {
+        for ctx in [Create, Alter] {
+            assert_eq!(ok("min.insync.replicas", "2", ctx), Drop);
+            assert_eq!(
+                check_topic_config("min.insync.replicas", None, ctx),
+                Ok(Drop)
+            );
+            for v in ["1", "3", "two"] {
+                let msg = rejected("min.insync.replicas", Some(v), ctx);
+                assert!(
+                    msg.contains("min.insync.replicas is fixed at 2 by the service"),
+                    "{msg}"
+                );
+                assert!(msg.contains(v), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn everything_else_is_refused_by_name() {
+        for name in [
+            "unclean.leader.election.enable",
+            "segment.index.bytes",
+            "message.downconversion.enable",
+            "remote.storage.enable",
+            "follower.replication.throttled.replicas",
+            "leader.replication.throttled.replicas",
+            "preallocate",
+            "Retention.ms",
+            "",
+        ] {
+            for ctx in [Create, Alter] {
+                for value in [Some("true"), None] {
+                    let msg = rejected(name, value, ctx);
+                    assert!(
+                        msg.contains("not allowed; allowed: cleanup.policy, compression.type"),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+        assert!(
+            rejected("unclean.leader.election.enable", Some("true"), Create)
+                .starts_with("config unclean.leader.election.enable: not allowed; allowed: ")
+        );
+        // Every listed config is accepted by name (with a null value).
+        for name in ALLOWED_CONFIGS {
+            assert!(check_topic_config(name, None, Create).is_ok(), "{name}");
+        }
+        // A huge name is cut in the message.
+        let long = "x".repeat(1000);
+        let e = check_topic_config(&long, Some("1"), Create).unwrap_err();
+        assert!(e.config.len() < 200);
+    }
+}

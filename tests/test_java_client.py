@@ -150,10 +150,11 @@ def test_transactions_commit_abort_fence(gateway, java_helpers, topic_name):
 class Member:
     """A running Group helper and the assignment it reports."""
 
-    def __init__(self, build, bootstrap, topic, group, protocol, name):
+    def __init__(self, build, bootstrap, topic, group, protocol, name, extra=()):
+        # `extra`: more helper arguments, e.g. --prop pairs for SASL (test_tenant_workloads).
         self.name = name
         self.proc = JavaProc(build, "Group", "--bootstrap", bootstrap, "--topic", topic, "--group", group,
-                             "--protocol", protocol, "--name", name, "--max-seconds", 240)
+                             "--protocol", protocol, "--name", name, "--max-seconds", 240, *extra)
 
     @staticmethod
     def _parts(s):

@@ -7,6 +7,8 @@
 //   group-offsets --group G      "offset <p> <offset>"
 //   describe-group --group G     "group <state> <type> <members>" and "member <clientId> <p,p>"
 //   cluster                      "node <id> <host> <port>" and "controller <id>"
+//   topics                       "topic <name>" per topic listed (internal ones too)
+//   groups                       "groupid <id> <type>" per group listed
 // then "done".
 
 import java.util.ArrayList;
@@ -128,6 +130,17 @@ public class AdminCheck {
                         Set<Integer> s = new TreeSet<>();
                         for (TopicPartition tp : m.assignment().topicPartitions()) s.add(tp.partition());
                         Out.line("member " + m.clientId() + " " + Out.csv(s));
+                    }
+                    break;
+                }
+                case "topics": {
+                    var opts = new org.apache.kafka.clients.admin.ListTopicsOptions().listInternal(true);
+                    for (String t : new TreeSet<>(admin.listTopics(opts).names().get(T, TimeUnit.SECONDS))) Out.line("topic " + t);
+                    break;
+                }
+                case "groups": {
+                    for (var g : admin.listGroups().all().get(T, TimeUnit.SECONDS)) {
+                        Out.line("groupid " + g.groupId() + " " + g.type().map(Object::toString).orElse("-"));
                     }
                     break;
                 }

@@ -76,6 +76,7 @@ public class Txn {
 
         Properties ap = new Properties();
         ap.put("bootstrap.servers", a.get("bootstrap"));
+        ap.putAll(a.props());  // the same security settings as the producers (SASL)
         try (Admin admin = Admin.create(ap)) {
             Map<TopicPartition, OffsetAndMetadata> offs =
                     admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);

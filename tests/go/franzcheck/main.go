@@ -5,6 +5,9 @@
 //	franzcheck group     -brokers B -topic T -group G -protocol classic|consumer
 //	franzcheck txn       -brokers B -topic T -txnid ID
 //
+// Every subcommand also takes -sasl-plain-user U -sasl-plain-pass P (SASL/PLAIN over
+// plaintext, e.g. a sluice tenant token as the password).
+//
 // Payload i of a run with prefix P is "P-%06d-md5hex(P+i)", the same as
 // tests/clientlib.py make_payloads, so the test recomputes the expected checksums
 // itself. Errors go to stderr and exit non-zero.
@@ -27,6 +30,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
 func fail(format string, args ...any) {
@@ -69,11 +73,23 @@ type broker struct {
 	Port int32  `json:"port"`
 }
 
+// SASL/PLAIN credentials shared by every client of a run (empty user: no SASL).
+var saslUser, saslPass string
+
+// commonFlags registers the flags every subcommand takes.
+func commonFlags(fl *flag.FlagSet) {
+	fl.StringVar(&saslUser, "sasl-plain-user", "", "SASL/PLAIN user name (enables SASL)")
+	fl.StringVar(&saslPass, "sasl-plain-pass", "", "SASL/PLAIN password")
+}
+
 func newClient(brokers string, opts ...kgo.Opt) *kgo.Client {
 	base := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(brokers, ",")...),
 		kgo.RequestTimeoutOverhead(20 * time.Second),
 		kgo.RetryTimeout(60 * time.Second),
+	}
+	if saslUser != "" {
+		base = append(base, kgo.SASL(plain.Auth{User: saslUser, Pass: saslPass}.AsMechanism()))
 	}
 	if os.Getenv("FRANZCHECK_DEBUG") != "" {
 		base = append(base, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") })))
@@ -182,6 +198,7 @@ func emit(v any) {
 
 func cmdRoundtrip(args []string) {
 	fl := flag.NewFlagSet("roundtrip", flag.ExitOnError)
+	commonFlags(fl)
 	brokers := fl.String("brokers", "", "bootstrap")
 	topic := fl.String("topic", "", "topic")
 	n := fl.Int("n", 1000, "records")
@@ -251,6 +268,7 @@ func (m *member) owned() []int32 {
 
 func cmdGroup(args []string) {
 	fl := flag.NewFlagSet("group", flag.ExitOnError)
+	commonFlags(fl)
 	brokers := fl.String("brokers", "", "bootstrap")
 	topic := fl.String("topic", "", "topic")
 	group := fl.String("group", "", "group")
@@ -439,6 +457,7 @@ func cmdGroup(args []string) {
 
 func cmdTxn(args []string) {
 	fl := flag.NewFlagSet("txn", flag.ExitOnError)
+	commonFlags(fl)
 	brokers := fl.String("brokers", "", "bootstrap")
 	topic := fl.String("topic", "", "topic")
 	txnID := fl.String("txnid", "", "transactional id")

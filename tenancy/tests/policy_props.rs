@@ -293,3 +293,63 @@ proptest! {
         prop_assert_eq!(serde_json::to_value(&back).unwrap(), v);
     }
 }
+
+// === No allocation on the decision path ===
+
+/// Counts this thread's allocations, so the check below is not disturbed by parallel tests.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `decide` allocates nothing, whatever the policies, session and names.
+    #[test]
+    fn decide_does_not_allocate(
+        stored in prop::collection::vec(document(), 1..3),
+        session in prop::option::of(document()),
+        t in tenant_id(),
+        other in tenant_id(),
+        probes in prop::collection::vec((action(), name()), 1..16),
+    ) {
+        let refs: Vec<&PolicyDocument> = stored.iter().collect();
+        let g = Grants::new(&t, &refs, session.as_ref());
+        let mut results = Vec::with_capacity(probes.len() * 2);
+        let before = ALLOCS.with(|c| c.get());
+        for (a, n) in &probes {
+            results.push(g.decide(*a, n));
+            results.push(g.decide_resource(*a, &other, n));
+        }
+        let after = ALLOCS.with(|c| c.get());
+        prop_assert_eq!(after - before, 0, "decide allocated; results {:?}", results);
+    }
+}
+
+/// The counter does see allocations (so the property above can fail).
+#[test]
+fn allocation_counter_counts() {
+    let before = ALLOCS.with(|c| c.get());
+    let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(16));
+    drop(std::hint::black_box(v));
+    assert!(ALLOCS.with(|c| c.get()) > before);
+}

@@ -107,14 +107,7 @@ pub fn rewrite_response(
         ResponseRewrite::ApiVersions => rewrite_api_versions(body(), corr, version, adv, observed),
         ResponseRewrite::Metadata => {
             let mut resp = MetadataResponse::decode(&mut body(), version).map_err(decode_err)?;
-            for b in &mut resp.brokers {
-                observed.brokers.push(PoolBroker {
-                    node_id: b.node_id.0,
-                    addr: format!("{}:{}", b.host.as_str(), b.port),
-                    rack: b.rack.as_ref().map(|r| r.to_string()),
-                });
-                (b.host, b.port) = adv.endpoint(b.node_id.0);
-            }
+            rewrite_metadata_brokers(&mut resp, adv, observed);
             encode(&resp)
         }
         ResponseRewrite::FindCoordinator => {
@@ -179,6 +172,18 @@ pub fn rewrite_response(
                 _ => Ok(frame.0),
             }
         }
+    }
+}
+
+/// Points a Metadata answer's brokers at the gateway, noting the pool's brokers.
+pub fn rewrite_metadata_brokers(resp: &mut MetadataResponse, adv: &Advertised, observed: &mut Observed) {
+    for b in &mut resp.brokers {
+        observed.brokers.push(PoolBroker {
+            node_id: b.node_id.0,
+            addr: format!("{}:{}", b.host.as_str(), b.port),
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        });
+        (b.host, b.port) = adv.endpoint(b.node_id.0);
     }
 }
 

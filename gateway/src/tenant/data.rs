@@ -67,13 +67,20 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
                 id: t.topic_id,
                 partitions: partitions(),
                 code: code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                message: None,
             }),
             Ok((_, pool)) => {
                 t.name = pool;
                 kept.push(t);
             }
             Err((_, code)) => {
-                denied.topics.push(DeniedTopic { name: t.name.clone(), id: t.topic_id, partitions: partitions(), code })
+                denied.topics.push(DeniedTopic {
+                    name: t.name.clone(),
+                    id: t.topic_id,
+                    partitions: partitions(),
+                    code,
+                    message: None,
+                })
             }
         }
     }
@@ -175,6 +182,7 @@ pub fn fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, Map
                 id: t.topic_id,
                 partitions: t.partitions.iter().map(|p| p.partition).collect(),
                 code,
+                message: None,
             }),
         }
     }

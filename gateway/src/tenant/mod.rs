@@ -65,6 +65,8 @@ pub enum MapError {
     Decode { api: ApiKey, version: i16, direction: &'static str, reason: String },
     #[error("cannot encode {api:?} v{version} {direction}: {reason}")]
     Encode { api: ApiKey, version: i16, direction: &'static str, reason: String },
+    #[error("{api:?} is cluster administration, which tenants cannot use")]
+    NotForTenants { api: ApiKey },
 }
 
 /// Pool topic ids and their pool names, learnt from every Metadata, CreateTopics and
@@ -92,6 +94,13 @@ impl TopicIds {
     fn pool_name(&self, id: Uuid) -> Option<TopicName> {
         self.names.get(&id).map(|n| n.clone())
     }
+}
+
+/// The process-wide topic id map. Ids are the pool's and the same for every listener, so
+/// one map serves all connections.
+pub fn topic_ids() -> &'static TopicIds {
+    static IDS: std::sync::OnceLock<TopicIds> = std::sync::OnceLock::new();
+    IDS.get_or_init(TopicIds::default)
 }
 
 /// What the reader does with a request after this stage.
@@ -125,8 +134,20 @@ pub struct Denied {
     /// Whether the request named its topics explicitly (Metadata: `null` = all topics, in
     /// which case unauthorized topics are silently omitted, as Kafka does).
     pub explicit: bool,
-    /// A fetch session id the request was rewritten from (see `data::fetch`).
-    pub note: i32,
+    /// Config resources (DescribeConfigs, AlterConfigs) answered by the gateway.
+    pub resources: Vec<DeniedResource>,
+    /// DescribeTopicPartitions over all topics: the answer is cut at the first topic
+    /// that is not the tenant's.
+    pub all_topics: bool,
+}
+
+/// A config resource answered by the gateway.
+#[derive(Debug, Clone)]
+pub struct DeniedResource {
+    pub resource_type: i8,
+    pub name: StrBytes,
+    pub code: i16,
+    pub message: Option<String>,
 }
 
 /// One denied topic: its tenant-view name (or id), the partitions the request named and the
@@ -137,6 +158,8 @@ pub struct DeniedTopic {
     pub id: Uuid,
     pub partitions: Vec<i32>,
     pub code: i16,
+    /// Why, for APIs whose response carries a message (CreateTopics, DeleteTopics...).
+    pub message: Option<String>,
 }
 
 /// One authenticated tenant connection's view: its namespace and effective grants.

@@ -53,8 +53,10 @@ pub mod code {
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 /// Why a request or response could not be mapped. Every variant closes the connection:

@@ -1,0 +1,1331 @@
+//! Consumer groups (classic and KIP-848), share groups (KIP-932) and FindCoordinator:
+//! group ids, the topic names and ids inside group APIs, and the coordinator keys.
+//!
+//! Protocol facts used here:
+//! - A group id is authorized in the tenant's view and forwarded as `<tenant>.<group>`;
+//!   group answers from the pool are dropped unless they carry the tenant's prefix.
+//! - Batched APIs (OffsetFetch v8+, DescribeShareGroupOffsets) name topics per group.
+//!   For these, `Denied::keys` lists every requested group in request order (`NONE` for
+//!   the ones forwarded) and each denied topic's `id` is the index of its group in
+//!   `keys` ([`tag`]): neither request carries topic ids, so the field is free. The
+//!   response is rebuilt in request order from that list.
+//! - Members' client ids were forwarded as `<tenant>.<client id>` (SPEC §3); describe
+//!   answers give them back without the prefix.
+//! - `authorized_operations` computed by the pool is the gateway's own; it is recomputed
+//!   from the tenant's grants.
+//! - Share sessions count epochs per request on the broker, so a ShareFetch or
+//!   ShareAcknowledge whose topics were all denied is still forwarded (emptied) when its
+//!   group is allowed: answering it locally would put the client's epoch out of step.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    consumer_group_describe_response, delete_groups_response, describe_groups_response,
+    describe_share_group_offsets_response, find_coordinator_response, offset_commit_response,
+    offset_delete_response, offset_fetch_response, share_acknowledge_response, share_fetch_response,
+    share_group_describe_response, alter_share_group_offsets_response, delete_share_group_offsets_response,
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, ApiKey, ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use sluice_tenancy::policy::Action;
+use uuid::Uuid;
+
+use super::data::resolve_topic;
+use super::{
+    answer, code, decode_request, decode_response, encode_request, Admission, Ctx, Denied, DeniedTopic, MapError,
+    Plan, Req,
+};
+use crate::rewrite::Advertised;
+
+/// FindCoordinator key types.
+const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
+
+/// Kafka's `authorized_operations` value when the client did not ask for them.
+const OPS_OMITTED: i32 = i32::MIN;
+
+// === Shared helpers (also used by `txn`) ===
+
+/// Forwards `msg` (re-encoded) and maps the response with what was denied.
+pub(super) fn forward<M: Encodable>(req: Req, msg: &M, denied: Denied) -> Result<Admission, MapError> {
+    Ok(Admission::Forward { body: Some(encode_request(req.api, req.version, msg)?), plan: Plan::Map(Box::new(denied)) })
+}
+
+/// Forwards `msg` (re-encoded); the response carries no tenant names.
+pub(super) fn pass_through<M: Encodable>(req: Req, msg: &M) -> Result<Admission, MapError> {
+    Ok(Admission::Forward { body: Some(encode_request(req.api, req.version, msg)?), plan: Plan::PassThrough })
+}
+
+/// Answers the request locally with `resp`.
+pub(super) fn local<M: Encodable>(req: Req, resp: &M) -> Result<Admission, MapError> {
+    Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, resp)?))
+}
+
+pub(super) fn denied_topic(name: TopicName, id: Uuid, partitions: Vec<i32>, code: i16) -> DeniedTopic {
+    DeniedTopic { name, id, partitions, code, message: None }
+}
+
+/// The group's pool id, or the code to answer it with: INVALID_GROUP_ID for names the
+/// tenant cannot use, GROUP_AUTHORIZATION_FAILED when `action` is not granted.
+pub(super) fn group_check(ctx: &Ctx<'_>, group: &GroupId, action: Action) -> Result<GroupId, i16> {
+    match ctx.group_in(group) {
+        Err(_) => Err(code::INVALID_GROUP_ID),
+        Ok(_) if !ctx.allows(action, group.0.as_str()) => Err(code::GROUP_AUTHORIZATION_FAILED),
+        Ok(pool) => Ok(pool),
+    }
+}
+
+/// The group a denied topic of a batched request belongs to, as its index in
+/// `Denied::keys` (see the module docs).
+pub(super) fn tag(index: usize) -> Uuid {
+    Uuid::from_u128(index as u128)
+}
+
+/// Splits name-based topics into allowed ones (renamed to pool names) and denied ones,
+/// recorded with `id` (a [`tag`] for batched requests, nil otherwise).
+pub(super) fn split_topics<T>(
+    ctx: &Ctx<'_>,
+    topics: Vec<T>,
+    action: Action,
+    id: Uuid,
+    denied: &mut Vec<DeniedTopic>,
+    name: impl Fn(&mut T) -> &mut TopicName,
+    partitions: impl Fn(&T) -> Vec<i32>,
+) -> Vec<T> {
+    let mut kept = Vec::with_capacity(topics.len());
+    for mut t in topics {
+        let n = name(&mut t).clone();
+        match resolve_topic(ctx, false, &n, Uuid::nil(), action) {
+            Ok((_, pool)) => {
+                *name(&mut t) = pool;
+                kept.push(t);
+            }
+            Err((_, code)) => denied.push(denied_topic(n, id, partitions(&t), code)),
+        }
+    }
+    kept
+}
+
+/// Maps response topic names back, dropping the ones that are not the tenant's.
+pub(super) fn names_out<T>(ctx: &Ctx<'_>, topics: &mut Vec<T>, name: impl Fn(&mut T) -> &mut TopicName) {
+    topics.retain_mut(|t| match ctx.topic_out(name(t)) {
+        Some(n) => {
+            *name(t) = n;
+            true
+        }
+        None => false,
+    });
+}
+
+/// A tenant's topic name that it may `action`, from a pool name; `None` drops it.
+fn visible_topic(ctx: &Ctx<'_>, pool: &TopicName, action: Action) -> Option<TopicName> {
+    ctx.topic_out(pool).filter(|n| ctx.allows(action, n.0.as_str()))
+}
+
+/// A pool key (group or transactional id) in the tenant's view.
+pub(super) fn key_out(ctx: &Ctx<'_>, pool: &StrBytes) -> Option<StrBytes> {
+    ctx.group_out(&GroupId(pool.clone())).map(|g| g.0)
+}
+
+/// A member's client id without the `<tenant>.` the gateway added on the way in.
+fn client_id_out(ctx: &Ctx<'_>, client_id: &StrBytes) -> StrBytes {
+    key_out(ctx, client_id).unwrap_or_else(|| client_id.clone())
+}
+
+/// Kafka's authorized-operations bit set of a group (READ, DELETE, DESCRIBE), from the
+/// tenant's grants, replacing the gateway principal's set the pool computed.
+fn group_ops(ctx: &Ctx<'_>, group: &GroupId, pool_value: i32) -> i32 {
+    if pool_value == OPS_OMITTED {
+        return OPS_OMITTED;
+    }
+    let name = group.0.as_str();
+    let mut ops = 0;
+    for (action, bit) in [(Action::AlterGroup, 3), (Action::DeleteGroup, 6), (Action::DescribeGroup, 8)] {
+        if ctx.allows(action, name) {
+            ops |= 1 << bit;
+        }
+    }
+    ops
+}
+
+/// Whether a tenant regex can be wrapped as `<tenant>\.(?:<re>)` without escaping the
+/// group: parentheses balance outside character classes and escapes, and nothing ends
+/// in a dangling `\`. Conservative for RE2J (the broker's KIP-848 engine): `\Q…\E`
+/// quoting and `[` inside a class other than `[:name:]` are refused rather than parsed.
+fn regex_confinable(re: &str) -> bool {
+    let b = re.as_bytes();
+    let mut i = 0;
+    let mut depth = 0i32;
+    let escape_ok = |i: usize| i + 1 < b.len() && !matches!(b[i + 1], b'Q' | b'E');
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if !escape_ok(i) {
+                    return false;
+                }
+                i += 2;
+            }
+            b'[' => {
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(b'\\') => {
+                            if !escape_ok(i) {
+                                return false;
+                            }
+                            i += 2;
+                        }
+                        Some(b'[') => {
+                            // Only a POSIX class `[:alpha:]`.
+                            if b.get(i + 1) != Some(&b':') {
+                                return false;
+                            }
+                            match re[i + 2..].find(":]") {
+                                Some(end) if re[i + 2..i + 2 + end].bytes().all(|c| c.is_ascii_alphabetic()) => {
+                                    i += 2 + end + 2
+                                }
+                                _ => return false,
+                            }
+                        }
+                        Some(b']') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    depth == 0
+}
+
+/// A pool regex set through the gateway, back in the tenant's view (`regex_to_pool`'s
+/// wrapper removed). Any other regex is returned as is.
+fn regex_out(ctx: &Ctx<'_>, re: &StrBytes) -> StrBytes {
+    let open = format!("{}\\.(?:", ctx.ns().tenant());
+    match re.as_str().strip_prefix(open.as_str()).and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => StrBytes::from_string(inner.to_owned()),
+        None => re.clone(),
+    }
+}
+
+/// Rebuilds a batched response in request order: every key of `denied.keys` becomes one
+/// group, the broker's own entry when it was forwarded (`NONE`) and answered, else one
+/// made with `make(key, code)`; denied topics tagged with the key's index are added
+/// with `add`. Broker entries that match no key are dropped.
+fn merge_batched<G>(
+    denied: &Denied,
+    mut got: Vec<G>,
+    id: impl Fn(&G) -> &StrBytes,
+    make: impl Fn(&StrBytes, i16) -> G,
+    add: impl Fn(&mut G, &DeniedTopic),
+) -> Vec<G> {
+    let mut out = Vec::with_capacity(denied.keys.len());
+    for (i, (key, code)) in denied.keys.iter().enumerate() {
+        let found = if *code == code::NONE { got.iter().position(|g| id(g) == key) } else { None };
+        let mut g = match found {
+            Some(at) => got.remove(at),
+            None => make(key, *code),
+        };
+        for d in denied.topics.iter().filter(|d| d.id == tag(i)) {
+            add(&mut g, d);
+        }
+        out.push(g);
+    }
+    out
+}
+
+// === FindCoordinator ===
+
+/// The pool key of one coordinator key, or the code to answer it with.
+fn coordinator_key(ctx: &Ctx<'_>, key_type: i8, key: &StrBytes) -> Result<StrBytes, i16> {
+    match key_type {
+        KEY_GROUP => group_check(ctx, &GroupId(key.clone()), Action::DescribeGroup).map(|g| g.0),
+        KEY_TRANSACTION => match ctx.ns().id_to_pool(key.as_str()) {
+            Err(_) => Err(code::INVALID_REQUEST),
+            Ok(_) if !ctx.allows(Action::DescribeTransactionalId, key.as_str()) => {
+                Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            }
+            Ok(pool) => Ok(StrBytes::from_string(pool)),
+        },
+        // Share-state coordinators (2) are for brokers only; other types do not exist.
+        _ => Err(code::INVALID_REQUEST),
+    }
+}
+
+fn no_coordinator(key: &StrBytes, code: i16) -> find_coordinator_response::Coordinator {
+    find_coordinator_response::Coordinator::default()
+        .with_key(key.clone())
+        .with_node_id((-1).into())
+        .with_host(StrBytes::default())
+        .with_port(-1)
+        .with_error_code(code)
+}
+
+pub fn find_coordinator(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: FindCoordinatorRequest = decode_request(req.api, req.version, body)?;
+    // v0 has no key type: always a group.
+    let key_type = if req.version >= 1 { r.key_type } else { KEY_GROUP };
+    if req.version < 4 {
+        return match coordinator_key(ctx, key_type, &r.key) {
+            Ok(pool) => {
+                r.key = pool;
+                forward(req, &r, Denied::default())
+            }
+            Err(code) => local(
+                req,
+                &FindCoordinatorResponse::default()
+                    .with_error_code(code)
+                    .with_node_id((-1).into())
+                    .with_host(StrBytes::default())
+                    .with_port(-1),
+            ),
+        };
+    }
+    let mut denied = Denied::default();
+    let mut kept = Vec::with_capacity(r.coordinator_keys.len());
+    for key in std::mem::take(&mut r.coordinator_keys) {
+        match coordinator_key(ctx, key_type, &key) {
+            Ok(pool) => kept.push(pool),
+            Err(code) => denied.keys.push((key, code)),
+        }
+    }
+    if kept.is_empty() {
+        let coordinators = denied.keys.iter().map(|(k, c)| no_coordinator(k, *c)).collect();
+        return local(req, &FindCoordinatorResponse::default().with_coordinators(coordinators));
+    }
+    r.coordinator_keys = kept;
+    forward(req, &r, denied)
+}
+
+pub fn find_coordinator_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+    adv: &Advertised,
+) -> Result<Bytes, MapError> {
+    let mut resp: FindCoordinatorResponse = decode_response(req.api, req.version, &body)?;
+    if req.version < 4 {
+        if resp.node_id.0 >= 0 {
+            (resp.host, resp.port) = adv.endpoint(resp.node_id.0);
+        }
+        resp.error_message = ctx.scrub(&resp.error_message);
+    } else {
+        resp.coordinators.retain_mut(|c| {
+            let Some(key) = key_out(ctx, &c.key) else { return false };
+            c.key = key;
+            if c.node_id.0 >= 0 {
+                (c.host, c.port) = adv.endpoint(c.node_id.0);
+            }
+            c.error_message = ctx.scrub(&c.error_message);
+            true
+        });
+        resp.coordinators.extend(denied.keys.iter().map(|(k, c)| no_coordinator(k, *c)));
+    }
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === Classic membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ===
+
+/// Maps the group id of a membership request; AlterGroup (Kafka's READ on the group).
+/// The responses name no group, so they pass through.
+pub fn membership(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    match req.api {
+        ApiKey::JoinGroup => {
+            let mut r: JoinGroupRequest = decode_request(req.api, req.version, body)?;
+            match group_check(ctx, &r.group_id, Action::AlterGroup) {
+                Ok(pool) => {
+                    r.group_id = pool;
+                    pass_through(req, &r)
+                }
+                Err(code) => local(req, &JoinGroupResponse::default().with_error_code(code)),
+            }
+        }
+        ApiKey::SyncGroup => {
+            let mut r: SyncGroupRequest = decode_request(req.api, req.version, body)?;
+            match group_check(ctx, &r.group_id, Action::AlterGroup) {
+                Ok(pool) => {
+                    r.group_id = pool;
+                    pass_through(req, &r)
+                }
+                Err(code) => local(req, &SyncGroupResponse::default().with_error_code(code)),
+            }
+        }
+        ApiKey::Heartbeat => {
+            let mut r: HeartbeatRequest = decode_request(req.api, req.version, body)?;
+            match group_check(ctx, &r.group_id, Action::AlterGroup) {
+                Ok(pool) => {
+                    r.group_id = pool;
+                    pass_through(req, &r)
+                }
+                Err(code) => local(req, &HeartbeatResponse::default().with_error_code(code)),
+            }
+        }
+        _ => {
+            let mut r: LeaveGroupRequest = decode_request(req.api, req.version, body)?;
+            match group_check(ctx, &r.group_id, Action::AlterGroup) {
+                Ok(pool) => {
+                    r.group_id = pool;
+                    pass_through(req, &r)
+                }
+                Err(code) => local(req, &LeaveGroupResponse::default().with_error_code(code)),
+            }
+        }
+    }
+}
+
+// === OffsetCommit ===
+
+fn offset_commit_denied(resp: &mut OffsetCommitResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.topics.push(
+            offset_commit_response::OffsetCommitResponseTopic::default().with_name(d.name.clone()).with_partitions(
+                d.partitions
+                    .iter()
+                    .map(|&p| {
+                        offset_commit_response::OffsetCommitResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(d.code)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+}
+
+/// AlterGroup on the group (else every partition gets the group's code), ReadData per topic.
+pub fn offset_commit(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: OffsetCommitRequest = decode_request(req.api, req.version, body)?;
+    let partitions = |t: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic| {
+        t.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>()
+    };
+    let mut denied = Denied::default();
+    match group_check(ctx, &r.group_id, Action::AlterGroup) {
+        Err(code) => {
+            let mut resp = OffsetCommitResponse::default();
+            let all: Vec<_> =
+                r.topics.iter().map(|t| denied_topic(t.name.clone(), Uuid::nil(), partitions(t), code)).collect();
+            offset_commit_denied(&mut resp, &all);
+            return local(req, &resp);
+        }
+        Ok(pool) => r.group_id = pool,
+    }
+    let asked = !r.topics.is_empty();
+    r.topics = split_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        Action::ReadData,
+        Uuid::nil(),
+        &mut denied.topics,
+        |t| &mut t.name,
+        partitions,
+    );
+    if asked && r.topics.is_empty() {
+        let mut resp = OffsetCommitResponse::default();
+        offset_commit_denied(&mut resp, &denied.topics);
+        return local(req, &resp);
+    }
+    forward(req, &r, denied)
+}
+
+pub fn offset_commit_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: OffsetCommitResponse = decode_response(req.api, req.version, &body)?;
+    names_out(ctx, &mut resp.topics, |t| &mut t.name);
+    offset_commit_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === OffsetFetch ===
+
+fn fetch_partition_v7(p: i32, code: i16) -> offset_fetch_response::OffsetFetchResponsePartition {
+    offset_fetch_response::OffsetFetchResponsePartition::default()
+        .with_partition_index(p)
+        .with_committed_offset(-1)
+        .with_committed_leader_epoch(-1)
+        .with_metadata(Some(StrBytes::default()))
+        .with_error_code(code)
+}
+
+fn fetch_partition_v8(p: i32, code: i16) -> offset_fetch_response::OffsetFetchResponsePartitions {
+    offset_fetch_response::OffsetFetchResponsePartitions::default()
+        .with_partition_index(p)
+        .with_committed_offset(-1)
+        .with_committed_leader_epoch(-1)
+        .with_metadata(Some(StrBytes::default()))
+        .with_error_code(code)
+}
+
+fn offset_fetch_denied_v7(resp: &mut OffsetFetchResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.topics.push(
+            offset_fetch_response::OffsetFetchResponseTopic::default()
+                .with_name(d.name.clone())
+                .with_partitions(d.partitions.iter().map(|&p| fetch_partition_v7(p, d.code)).collect()),
+        );
+    }
+}
+
+/// DescribeGroup on each group, DescribeTopic per named topic. A `null` topic list (all
+/// committed topics) is filtered in the response to the topics the tenant may describe.
+pub fn offset_fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: OffsetFetchRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    if req.version < 8 {
+        let explicit = r.topics.is_some();
+        match group_check(ctx, &r.group_id, Action::DescribeGroup) {
+            Err(code) => {
+                // v2+ carries the group's error at the top; v1 only per partition.
+                let mut resp = OffsetFetchResponse::default().with_error_code(code);
+                let all: Vec<_> = r
+                    .topics
+                    .iter()
+                    .flatten()
+                    .map(|t| denied_topic(t.name.clone(), Uuid::nil(), t.partition_indexes.clone(), code))
+                    .collect();
+                offset_fetch_denied_v7(&mut resp, &all);
+                return local(req, &resp);
+            }
+            Ok(pool) => r.group_id = pool,
+        }
+        if let Some(topics) = r.topics.take() {
+            let kept = split_topics(
+                ctx,
+                topics,
+                Action::DescribeTopic,
+                Uuid::nil(),
+                &mut denied.topics,
+                |t| &mut t.name,
+                |t| t.partition_indexes.clone(),
+            );
+            if kept.is_empty() && !denied.topics.is_empty() {
+                let mut resp = OffsetFetchResponse::default();
+                offset_fetch_denied_v7(&mut resp, &denied.topics);
+                return local(req, &resp);
+            }
+            r.topics = Some(kept);
+        }
+        denied.explicit = explicit;
+        return forward(req, &r, denied);
+    }
+    let mut kept_groups = Vec::with_capacity(r.groups.len());
+    for (i, mut g) in std::mem::take(&mut r.groups).into_iter().enumerate() {
+        let pool = match group_check(ctx, &g.group_id, Action::DescribeGroup) {
+            Err(code) => {
+                denied.keys.push((g.group_id.0.clone(), code));
+                continue;
+            }
+            Ok(pool) => pool,
+        };
+        denied.keys.push((g.group_id.0.clone(), code::NONE));
+        g.group_id = pool;
+        if let Some(topics) = g.topics.take() {
+            let asked = !topics.is_empty();
+            let kept = split_topics(
+                ctx,
+                topics,
+                Action::DescribeTopic,
+                tag(i),
+                &mut denied.topics,
+                |t| &mut t.name,
+                |t| t.partition_indexes.clone(),
+            );
+            if asked && kept.is_empty() {
+                // Nothing left to ask for this group: answered from `denied` alone.
+                continue;
+            }
+            g.topics = Some(kept);
+        }
+        kept_groups.push(g);
+    }
+    if kept_groups.is_empty() {
+        let resp = OffsetFetchResponse::default().with_groups(merge_offset_fetch_groups(&denied, Vec::new()));
+        return local(req, &resp);
+    }
+    r.groups = kept_groups;
+    forward(req, &r, denied)
+}
+
+fn merge_offset_fetch_groups(
+    denied: &Denied,
+    got: Vec<offset_fetch_response::OffsetFetchResponseGroup>,
+) -> Vec<offset_fetch_response::OffsetFetchResponseGroup> {
+    merge_batched(
+        denied,
+        got,
+        |g| &g.group_id.0,
+        |key, code| {
+            offset_fetch_response::OffsetFetchResponseGroup::default()
+                .with_group_id(GroupId(key.clone()))
+                .with_error_code(code)
+        },
+        |g, d| {
+            g.topics.push(
+                offset_fetch_response::OffsetFetchResponseTopics::default()
+                    .with_name(d.name.clone())
+                    .with_partitions(d.partitions.iter().map(|&p| fetch_partition_v8(p, d.code)).collect()),
+            )
+        },
+    )
+}
+
+pub fn offset_fetch_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: OffsetFetchResponse = decode_response(req.api, req.version, &body)?;
+    if req.version < 8 {
+        resp.topics.retain_mut(|t| match visible_topic(ctx, &t.name, Action::DescribeTopic) {
+            Some(n) => {
+                t.name = n;
+                true
+            }
+            None => false,
+        });
+        offset_fetch_denied_v7(&mut resp, &denied.topics);
+    } else {
+        for g in &mut resp.groups {
+            let Some(id) = ctx.group_out(&g.group_id) else { continue };
+            g.group_id = id;
+            g.topics.retain_mut(|t| match visible_topic(ctx, &t.name, Action::DescribeTopic) {
+                Some(n) => {
+                    t.name = n;
+                    true
+                }
+                None => false,
+            });
+        }
+        let groups = std::mem::take(&mut resp.groups);
+        resp.groups = merge_offset_fetch_groups(&denied, groups);
+    }
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === OffsetDelete ===
+
+fn offset_delete_denied(resp: &mut OffsetDeleteResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.topics.push(
+            offset_delete_response::OffsetDeleteResponseTopic::default().with_name(d.name.clone()).with_partitions(
+                d.partitions
+                    .iter()
+                    .map(|&p| {
+                        offset_delete_response::OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(d.code)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+}
+
+/// DeleteGroup on the group (top-level error), ReadData per topic.
+pub fn offset_delete(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: OffsetDeleteRequest = decode_request(req.api, req.version, body)?;
+    match group_check(ctx, &r.group_id, Action::DeleteGroup) {
+        Err(code) => return local(req, &OffsetDeleteResponse::default().with_error_code(code)),
+        Ok(pool) => r.group_id = pool,
+    }
+    let mut denied = Denied::default();
+    let asked = !r.topics.is_empty();
+    r.topics = split_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        Action::ReadData,
+        Uuid::nil(),
+        &mut denied.topics,
+        |t| &mut t.name,
+        |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+    );
+    if asked && r.topics.is_empty() {
+        let mut resp = OffsetDeleteResponse::default();
+        offset_delete_denied(&mut resp, &denied.topics);
+        return local(req, &resp);
+    }
+    forward(req, &r, denied)
+}
+
+pub fn offset_delete_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: OffsetDeleteResponse = decode_response(req.api, req.version, &body)?;
+    names_out(ctx, &mut resp.topics, |t| &mut t.name);
+    offset_delete_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === DescribeGroups, ListGroups, DeleteGroups ===
+
+/// Splits a list of group ids into pool ids to forward and denied keys.
+fn split_groups(ctx: &Ctx<'_>, groups: Vec<GroupId>, action: Action, denied: &mut Denied) -> Vec<GroupId> {
+    let mut kept = Vec::with_capacity(groups.len());
+    for g in groups {
+        match group_check(ctx, &g, action) {
+            Ok(pool) => kept.push(pool),
+            Err(code) => denied.keys.push((g.0, code)),
+        }
+    }
+    kept
+}
+
+fn described_group_denied(key: &StrBytes, code: i16) -> describe_groups_response::DescribedGroup {
+    describe_groups_response::DescribedGroup::default()
+        .with_group_id(GroupId(key.clone()))
+        .with_error_code(code)
+        .with_authorized_operations(OPS_OMITTED)
+}
+
+pub fn describe_groups(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: DescribeGroupsRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    r.groups = split_groups(ctx, std::mem::take(&mut r.groups), Action::DescribeGroup, &mut denied);
+    if r.groups.is_empty() {
+        let groups = denied.keys.iter().map(|(k, c)| described_group_denied(k, *c)).collect();
+        return local(req, &DescribeGroupsResponse::default().with_groups(groups));
+    }
+    forward(req, &r, denied)
+}
+
+pub fn describe_groups_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: DescribeGroupsResponse = decode_response(req.api, req.version, &body)?;
+    resp.groups.retain_mut(|g| {
+        let Some(id) = ctx.group_out(&g.group_id) else { return false };
+        g.authorized_operations = group_ops(ctx, &id, g.authorized_operations);
+        g.group_id = id;
+        g.error_message = ctx.scrub(&g.error_message);
+        for m in &mut g.members {
+            m.client_id = client_id_out(ctx, &m.client_id);
+        }
+        true
+    });
+    resp.groups.extend(denied.keys.iter().map(|(k, c)| described_group_denied(k, *c)));
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+/// The pool lists every group; the answer keeps the tenant's that it may describe.
+pub fn list_groups(_ctx: &mut Ctx<'_>, _req: Req, _body: &Bytes) -> Result<Admission, MapError> {
+    Ok(Admission::Forward { body: None, plan: Plan::Map(Box::default()) })
+}
+
+pub fn list_groups_response(ctx: &mut Ctx<'_>, req: Req, _denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: ListGroupsResponse = decode_response(req.api, req.version, &body)?;
+    resp.groups.retain_mut(|g| match ctx.group_out(&g.group_id) {
+        Some(id) if ctx.allows(Action::DescribeGroup, id.0.as_str()) => {
+            g.group_id = id;
+            true
+        }
+        _ => false,
+    });
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+fn deletable_denied(key: &StrBytes, code: i16) -> delete_groups_response::DeletableGroupResult {
+    delete_groups_response::DeletableGroupResult::default().with_group_id(GroupId(key.clone())).with_error_code(code)
+}
+
+pub fn delete_groups(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: DeleteGroupsRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    r.groups_names = split_groups(ctx, std::mem::take(&mut r.groups_names), Action::DeleteGroup, &mut denied);
+    if r.groups_names.is_empty() {
+        let results = denied.keys.iter().map(|(k, c)| deletable_denied(k, *c)).collect();
+        return local(req, &DeleteGroupsResponse::default().with_results(results));
+    }
+    forward(req, &r, denied)
+}
+
+pub fn delete_groups_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let mut resp: DeleteGroupsResponse = decode_response(req.api, req.version, &body)?;
+    resp.results.retain_mut(|g| match ctx.group_out(&g.group_id) {
+        Some(id) => {
+            g.group_id = id;
+            true
+        }
+        None => false,
+    });
+    resp.results.extend(denied.keys.iter().map(|(k, c)| deletable_denied(k, *c)));
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === KIP-848 consumer groups ===
+
+/// Subscribed names get the raw prefix, unvalidated: a name the tenant cannot use simply
+/// names a topic that cannot exist. Kafka answers TOPIC_AUTHORIZATION_FAILED when any
+/// subscribed topic may not be described; the same check runs on the tenant's grants.
+fn subscribed_in(ctx: &Ctx<'_>, names: &mut [TopicName]) -> Result<(), i16> {
+    if names.iter().any(|n| !ctx.allows(Action::DescribeTopic, n.0.as_str())) {
+        return Err(code::TOPIC_AUTHORIZATION_FAILED);
+    }
+    let prefix = ctx.ns().prefix();
+    for n in names {
+        let mut pool = String::with_capacity(prefix.len() + n.0.len());
+        pool.push_str(prefix);
+        pool.push_str(n.0.as_str());
+        *n = TopicName(StrBytes::from_string(pool));
+    }
+    Ok(())
+}
+
+/// AlterGroup on the group; subscriptions mapped into the tenant's prefix, a regex
+/// confined with `regex_to_pool` (INVALID_REGULAR_EXPRESSION when it could escape).
+pub fn consumer_group_heartbeat(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ConsumerGroupHeartbeatRequest = decode_request(req.api, req.version, body)?;
+    let refuse = |code: i16| local(req, &ConsumerGroupHeartbeatResponse::default().with_error_code(code));
+    match group_check(ctx, &r.group_id, Action::AlterGroup) {
+        Err(code) => return refuse(code),
+        Ok(pool) => r.group_id = pool,
+    }
+    if let Some(names) = &mut r.subscribed_topic_names {
+        if let Err(code) = subscribed_in(ctx, names) {
+            return refuse(code);
+        }
+    }
+    if let Some(re) = &r.subscribed_topic_regex {
+        // An empty regex clears the subscription; it stays empty.
+        if !re.is_empty() {
+            if !regex_confinable(re.as_str()) {
+                return refuse(code::INVALID_REGULAR_EXPRESSION);
+            }
+            r.subscribed_topic_regex = Some(StrBytes::from_string(ctx.ns().regex_to_pool(re.as_str())));
+        }
+    }
+    pass_through(req, &r)
+}
+
+fn cg_described_denied(key: &StrBytes, code: i16) -> consumer_group_describe_response::DescribedGroup {
+    consumer_group_describe_response::DescribedGroup::default()
+        .with_group_id(GroupId(key.clone()))
+        .with_error_code(code)
+        .with_authorized_operations(OPS_OMITTED)
+}
+
+pub fn consumer_group_describe(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ConsumerGroupDescribeRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    r.group_ids = split_groups(ctx, std::mem::take(&mut r.group_ids), Action::DescribeGroup, &mut denied);
+    if r.group_ids.is_empty() {
+        let groups = denied.keys.iter().map(|(k, c)| cg_described_denied(k, *c)).collect();
+        return local(req, &ConsumerGroupDescribeResponse::default().with_groups(groups));
+    }
+    forward(req, &r, denied)
+}
+
+/// Maps a described member's topic names; returns false when one of them may not be
+/// described by the tenant (Kafka then fails the whole group with
+/// TOPIC_AUTHORIZATION_FAILED).
+fn topic_names_out(ctx: &Ctx<'_>, names: &mut Vec<TopicName>) -> bool {
+    let mut ok = true;
+    names.retain_mut(|n| match ctx.topic_out(n) {
+        Some(t) => {
+            ok &= ctx.allows(Action::DescribeTopic, t.0.as_str());
+            *n = t;
+            true
+        }
+        None => false,
+    });
+    ok
+}
+
+fn cg_assignment_out(ctx: &Ctx<'_>, a: &mut consumer_group_describe_response::Assignment) -> bool {
+    let mut ok = true;
+    a.topic_partitions.retain_mut(|tp| match ctx.topic_out(&tp.topic_name) {
+        Some(t) => {
+            ok &= ctx.allows(Action::DescribeTopic, t.0.as_str());
+            tp.topic_name = t;
+            true
+        }
+        None => false,
+    });
+    ok
+}
+
+pub fn consumer_group_describe_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+) -> Result<Bytes, MapError> {
+    let mut resp: ConsumerGroupDescribeResponse = decode_response(req.api, req.version, &body)?;
+    resp.groups.retain_mut(|g| {
+        let Some(id) = ctx.group_out(&g.group_id) else { return false };
+        g.authorized_operations = group_ops(ctx, &id, g.authorized_operations);
+        g.group_id = id;
+        g.error_message = ctx.scrub(&g.error_message);
+        let mut ok = true;
+        for m in &mut g.members {
+            m.client_id = client_id_out(ctx, &m.client_id);
+            ok &= topic_names_out(ctx, &mut m.subscribed_topic_names);
+            m.subscribed_topic_regex = m.subscribed_topic_regex.as_ref().map(|re| regex_out(ctx, re));
+            ok &= cg_assignment_out(ctx, &mut m.assignment);
+            ok &= cg_assignment_out(ctx, &mut m.target_assignment);
+        }
+        if !ok {
+            *g = cg_described_denied(&g.group_id.0, code::TOPIC_AUTHORIZATION_FAILED);
+        }
+        true
+    });
+    resp.groups.extend(denied.keys.iter().map(|(k, c)| cg_described_denied(k, *c)));
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === KIP-932 share groups ===
+
+pub fn share_group_heartbeat(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ShareGroupHeartbeatRequest = decode_request(req.api, req.version, body)?;
+    let refuse = |code: i16| local(req, &ShareGroupHeartbeatResponse::default().with_error_code(code));
+    match group_check(ctx, &r.group_id, Action::AlterGroup) {
+        Err(code) => return refuse(code),
+        Ok(pool) => r.group_id = pool,
+    }
+    if let Some(names) = &mut r.subscribed_topic_names {
+        if let Err(code) = subscribed_in(ctx, names) {
+            return refuse(code);
+        }
+    }
+    pass_through(req, &r)
+}
+
+fn sg_described_denied(key: &StrBytes, code: i16) -> share_group_describe_response::DescribedGroup {
+    share_group_describe_response::DescribedGroup::default()
+        .with_group_id(GroupId(key.clone()))
+        .with_error_code(code)
+        .with_authorized_operations(OPS_OMITTED)
+}
+
+pub fn share_group_describe(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ShareGroupDescribeRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    r.group_ids = split_groups(ctx, std::mem::take(&mut r.group_ids), Action::DescribeGroup, &mut denied);
+    if r.group_ids.is_empty() {
+        let groups = denied.keys.iter().map(|(k, c)| sg_described_denied(k, *c)).collect();
+        return local(req, &ShareGroupDescribeResponse::default().with_groups(groups));
+    }
+    forward(req, &r, denied)
+}
+
+pub fn share_group_describe_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+) -> Result<Bytes, MapError> {
+    let mut resp: ShareGroupDescribeResponse = decode_response(req.api, req.version, &body)?;
+    resp.groups.retain_mut(|g| {
+        let Some(id) = ctx.group_out(&g.group_id) else { return false };
+        g.authorized_operations = group_ops(ctx, &id, g.authorized_operations);
+        g.group_id = id;
+        g.error_message = ctx.scrub(&g.error_message);
+        let mut ok = true;
+        for m in &mut g.members {
+            m.client_id = client_id_out(ctx, &m.client_id);
+            ok &= topic_names_out(ctx, &mut m.subscribed_topic_names);
+            m.assignment.topic_partitions.retain_mut(|tp| match ctx.topic_out(&tp.topic_name) {
+                Some(t) => {
+                    ok &= ctx.allows(Action::DescribeTopic, t.0.as_str());
+                    tp.topic_name = t;
+                    true
+                }
+                None => false,
+            });
+        }
+        if !ok {
+            *g = sg_described_denied(&g.group_id.0, code::TOPIC_AUTHORIZATION_FAILED);
+        }
+        true
+    });
+    resp.groups.extend(denied.keys.iter().map(|(k, c)| sg_described_denied(k, *c)));
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+/// The share group of a ShareFetch/ShareAcknowledge (AlterGroup: Kafka's READ on the
+/// group); a missing group id is the broker's to refuse.
+fn share_group_in(ctx: &Ctx<'_>, group: &mut Option<GroupId>) -> Result<(), i16> {
+    if let Some(g) = group {
+        *g = group_check(ctx, g, Action::AlterGroup)?;
+    }
+    Ok(())
+}
+
+/// Splits id-based share topics: ReadData, ids resolved through the tenant's names only.
+fn split_share_topics<T>(
+    ctx: &Ctx<'_>,
+    topics: Vec<T>,
+    denied: &mut Denied,
+    id: impl Fn(&T) -> Uuid,
+    partitions: impl Fn(&T) -> Vec<i32>,
+) -> Vec<T> {
+    let mut kept = Vec::with_capacity(topics.len());
+    for t in topics {
+        match resolve_topic(ctx, true, &TopicName::default(), id(&t), Action::ReadData) {
+            Ok(_) => kept.push(t),
+            Err((name, code)) => denied.topics.push(denied_topic(name, id(&t), partitions(&t), code)),
+        }
+    }
+    kept
+}
+
+fn share_fetch_partition(p: i32, code: i16) -> share_fetch_response::PartitionData {
+    share_fetch_response::PartitionData::default()
+        .with_partition_index(p)
+        .with_error_code(code)
+        .with_acknowledge_error_code(code)
+        .with_current_leader(
+            share_fetch_response::LeaderIdAndEpoch::default().with_leader_id(-1).with_leader_epoch(-1),
+        )
+        .with_records(Some(Bytes::new()))
+}
+
+fn share_fetch_denied(resp: &mut ShareFetchResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.responses.push(
+            share_fetch_response::ShareFetchableTopicResponse::default()
+                .with_topic_id(d.id)
+                .with_partitions(d.partitions.iter().map(|&p| share_fetch_partition(p, d.code)).collect()),
+        );
+    }
+}
+
+pub fn share_fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ShareFetchRequest = decode_request(req.api, req.version, body)?;
+    if let Err(code) = share_group_in(ctx, &mut r.group_id) {
+        return local(req, &ShareFetchResponse::default().with_error_code(code));
+    }
+    let mut denied = Denied::default();
+    r.topics = split_share_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        &mut denied,
+        |t| t.topic_id,
+        |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+    );
+    // Forgetting a topic the tenant cannot name would be a no-op at best.
+    r.forgotten_topics_data.retain(|f| ctx.id_out(f.topic_id).is_some());
+    forward(req, &r, denied)
+}
+
+pub fn share_fetch_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+    adv: &Advertised,
+) -> Result<Bytes, MapError> {
+    let mut resp: ShareFetchResponse = decode_response(req.api, req.version, &body)?;
+    resp.error_message = ctx.scrub(&resp.error_message);
+    // Topics of the share session are re-checked against the grants of now, as Fetch is.
+    resp.responses.retain_mut(|t| {
+        let Some(name) = ctx.id_out(t.topic_id) else { return false };
+        let allowed = ctx.allows(Action::ReadData, name.0.as_str());
+        for p in &mut t.partitions {
+            if !allowed {
+                *p = share_fetch_partition(p.partition_index, code::TOPIC_AUTHORIZATION_FAILED);
+            }
+            p.error_message = ctx.scrub(&p.error_message);
+            p.acknowledge_error_message = ctx.scrub(&p.acknowledge_error_message);
+        }
+        true
+    });
+    for e in &mut resp.node_endpoints {
+        (e.host, e.port) = adv.endpoint(e.node_id.0);
+    }
+    share_fetch_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+fn share_ack_denied(resp: &mut ShareAcknowledgeResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.responses.push(
+            share_acknowledge_response::ShareAcknowledgeTopicResponse::default().with_topic_id(d.id).with_partitions(
+                d.partitions
+                    .iter()
+                    .map(|&p| {
+                        share_acknowledge_response::PartitionData::default()
+                            .with_partition_index(p)
+                            .with_error_code(d.code)
+                            .with_current_leader(
+                                share_acknowledge_response::LeaderIdAndEpoch::default()
+                                    .with_leader_id(-1)
+                                    .with_leader_epoch(-1),
+                            )
+                    })
+                    .collect(),
+            ),
+        );
+    }
+}
+
+pub fn share_acknowledge(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: ShareAcknowledgeRequest = decode_request(req.api, req.version, body)?;
+    if let Err(code) = share_group_in(ctx, &mut r.group_id) {
+        return local(req, &ShareAcknowledgeResponse::default().with_error_code(code));
+    }
+    let mut denied = Denied::default();
+    r.topics = split_share_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        &mut denied,
+        |t| t.topic_id,
+        |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+    );
+    forward(req, &r, denied)
+}
+
+pub fn share_acknowledge_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+    adv: &Advertised,
+) -> Result<Bytes, MapError> {
+    let mut resp: ShareAcknowledgeResponse = decode_response(req.api, req.version, &body)?;
+    resp.error_message = ctx.scrub(&resp.error_message);
+    resp.responses.retain_mut(|t| {
+        if ctx.id_out(t.topic_id).is_none() {
+            return false;
+        }
+        for p in &mut t.partitions {
+            p.error_message = ctx.scrub(&p.error_message);
+        }
+        true
+    });
+    for e in &mut resp.node_endpoints {
+        (e.host, e.port) = adv.endpoint(e.node_id.0);
+    }
+    share_ack_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+// === Share group offsets (admin) ===
+
+fn share_offsets_group(key: &StrBytes, code: i16) -> describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup {
+    describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup::default()
+        .with_group_id(GroupId(key.clone()))
+        .with_error_code(code)
+}
+
+fn merge_share_offsets_groups(
+    denied: &Denied,
+    got: Vec<describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup>,
+) -> Vec<describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup> {
+    use describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponsePartition as Partition, DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    merge_batched(denied, got, |g| &g.group_id.0, share_offsets_group, |g, d| {
+        g.topics.push(
+            Topic::default().with_topic_name(d.name.clone()).with_topic_id(Uuid::nil()).with_partitions(
+                d.partitions
+                    .iter()
+                    .map(|&p| {
+                        Partition::default()
+                            .with_partition_index(p)
+                            .with_start_offset(-1)
+                            .with_leader_epoch(-1)
+                            .with_error_code(d.code)
+                    })
+                    .collect(),
+            ),
+        )
+    })
+}
+
+/// DescribeGroup on each group, DescribeTopic per named topic (`null` = all, filtered).
+pub fn describe_share_group_offsets(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: DescribeShareGroupOffsetsRequest = decode_request(req.api, req.version, body)?;
+    let mut denied = Denied::default();
+    let mut kept_groups = Vec::with_capacity(r.groups.len());
+    for (i, mut g) in std::mem::take(&mut r.groups).into_iter().enumerate() {
+        match group_check(ctx, &g.group_id, Action::DescribeGroup) {
+            Err(code) => {
+                denied.keys.push((g.group_id.0.clone(), code));
+                continue;
+            }
+            Ok(pool) => {
+                denied.keys.push((g.group_id.0.clone(), code::NONE));
+                g.group_id = pool;
+            }
+        }
+        if let Some(topics) = g.topics.take() {
+            let asked = !topics.is_empty();
+            let kept = split_topics(
+                ctx,
+                topics,
+                Action::DescribeTopic,
+                tag(i),
+                &mut denied.topics,
+                |t| &mut t.topic_name,
+                |t| t.partitions.clone(),
+            );
+            if asked && kept.is_empty() {
+                continue;
+            }
+            g.topics = Some(kept);
+        }
+        kept_groups.push(g);
+    }
+    if kept_groups.is_empty() {
+        let groups = merge_share_offsets_groups(&denied, Vec::new());
+        return local(req, &DescribeShareGroupOffsetsResponse::default().with_groups(groups));
+    }
+    r.groups = kept_groups;
+    forward(req, &r, denied)
+}
+
+pub fn describe_share_group_offsets_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+) -> Result<Bytes, MapError> {
+    let mut resp: DescribeShareGroupOffsetsResponse = decode_response(req.api, req.version, &body)?;
+    for g in &mut resp.groups {
+        let Some(id) = ctx.group_out(&g.group_id) else { continue };
+        g.group_id = id;
+        g.error_message = ctx.scrub(&g.error_message);
+        g.topics.retain_mut(|t| match visible_topic(ctx, &t.topic_name, Action::DescribeTopic) {
+            Some(n) => {
+                t.topic_name = n;
+                for p in &mut t.partitions {
+                    p.error_message = ctx.scrub(&p.error_message);
+                }
+                true
+            }
+            None => false,
+        });
+    }
+    let groups = std::mem::take(&mut resp.groups);
+    resp.groups = merge_share_offsets_groups(&denied, groups);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+fn alter_share_denied(resp: &mut AlterShareGroupOffsetsResponse, topics: &[DeniedTopic]) {
+    use alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as Partition, AlterShareGroupOffsetsResponseTopic as Topic,
+    };
+    for d in topics {
+        resp.responses.push(
+            Topic::default().with_topic_name(d.name.clone()).with_partitions(
+                d.partitions.iter().map(|&p| Partition::default().with_partition_index(p).with_error_code(d.code)).collect(),
+            ),
+        );
+    }
+}
+
+/// AlterGroup on the group (top-level error), ReadData per topic.
+pub fn alter_share_group_offsets(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: AlterShareGroupOffsetsRequest = decode_request(req.api, req.version, body)?;
+    match group_check(ctx, &r.group_id, Action::AlterGroup) {
+        Err(code) => return local(req, &AlterShareGroupOffsetsResponse::default().with_error_code(code)),
+        Ok(pool) => r.group_id = pool,
+    }
+    let mut denied = Denied::default();
+    let asked = !r.topics.is_empty();
+    r.topics = split_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        Action::ReadData,
+        Uuid::nil(),
+        &mut denied.topics,
+        |t| &mut t.topic_name,
+        |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+    );
+    if asked && r.topics.is_empty() {
+        let mut resp = AlterShareGroupOffsetsResponse::default();
+        alter_share_denied(&mut resp, &denied.topics);
+        return local(req, &resp);
+    }
+    forward(req, &r, denied)
+}
+
+pub fn alter_share_group_offsets_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+) -> Result<Bytes, MapError> {
+    let mut resp: AlterShareGroupOffsetsResponse = decode_response(req.api, req.version, &body)?;
+    resp.error_message = ctx.scrub(&resp.error_message);
+    names_out(ctx, &mut resp.responses, |t| &mut t.topic_name);
+    for t in &mut resp.responses {
+        for p in &mut t.partitions {
+            p.error_message = ctx.scrub(&p.error_message);
+        }
+    }
+    alter_share_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}
+
+fn delete_share_denied(resp: &mut DeleteShareGroupOffsetsResponse, topics: &[DeniedTopic]) {
+    for d in topics {
+        resp.responses.push(
+            delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(d.name.clone())
+                .with_error_code(d.code),
+        );
+    }
+}
+
+/// DeleteGroup on the group (top-level error), ReadData per topic.
+pub fn delete_share_group_offsets(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
+    let mut r: DeleteShareGroupOffsetsRequest = decode_request(req.api, req.version, body)?;
+    match group_check(ctx, &r.group_id, Action::DeleteGroup) {
+        Err(code) => return local(req, &DeleteShareGroupOffsetsResponse::default().with_error_code(code)),
+        Ok(pool) => r.group_id = pool,
+    }
+    let mut denied = Denied::default();
+    let asked = !r.topics.is_empty();
+    r.topics = split_topics(
+        ctx,
+        std::mem::take(&mut r.topics),
+        Action::ReadData,
+        Uuid::nil(),
+        &mut denied.topics,
+        |t| &mut t.topic_name,
+        |_| Vec::new(),
+    );
+    if asked && r.topics.is_empty() {
+        let mut resp = DeleteShareGroupOffsetsResponse::default();
+        delete_share_denied(&mut resp, &denied.topics);
+        return local(req, &resp);
+    }
+    forward(req, &r, denied)
+}
+
+pub fn delete_share_group_offsets_response(
+    ctx: &mut Ctx<'_>,
+    req: Req,
+    denied: Denied,
+    body: Bytes,
+) -> Result<Bytes, MapError> {
+    let mut resp: DeleteShareGroupOffsetsResponse = decode_response(req.api, req.version, &body)?;
+    resp.error_message = ctx.scrub(&resp.error_message);
+    names_out(ctx, &mut resp.responses, |t| &mut t.topic_name);
+    for t in &mut resp.responses {
+        t.error_message = ctx.scrub(&t.error_message);
+    }
+    delete_share_denied(&mut resp, &denied.topics);
+    answer(req.api, req.version, req.correlation_id, &resp)
+}

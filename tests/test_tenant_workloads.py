@@ -20,8 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from clientlib import check_broker_address, make_payloads, sha_sorted, unique
-from conftest import POOL_BOOTSTRAP
-from jvm import JavaProc, java_helpers, parse_acks, parse_dump, run_java  # noqa: F401 (java_helpers is a fixture)
+from conftest import POOL_BOOTSTRAP, kafka_tool
+from jvm import JavaProc, java_helpers, parse_dump, run_java  # noqa: F401 (java_helpers is a fixture)
 from tenant_env import (OpenClient, new_tenant, pool_groups, pool_topics,  # noqa: F401 (fixtures)
                         pool_transactional_ids, tenant_gateway)
 from test_franz_go import franzcheck, run as franz_run  # noqa: F401 (franzcheck is a fixture)
@@ -111,7 +111,7 @@ def kcat(client, *args, input=None):
 
 # --------------------------------------------------------------------------- round trips
 
-def test_java_round_trip(client, java_helpers, topic_name):
+def test_java_round_trip(client, java_helpers, topic_name, tmp_path):
     create_topic(client, topic_name)
     n = 400
     acked = produce(client.gateway, java_helpers, topic_name, n, "jr", *client.java_props())
@@ -121,7 +121,13 @@ def test_java_round_trip(client, java_helpers, topic_name):
     assert sum(ends.values()) == n
     seen = java_topics(java_helpers, client)
     assert topic_name in seen, seen
-    assert_names(client, topics=[topic_name], seen=seen)
+    # The Kafka CLI with the client's settings as a properties file sees the same names.
+    props = tmp_path / "client.properties"
+    props.write_text(client.java_properties())
+    res = kafka_tool("kafka-topics", "--bootstrap-server", client.bootstrap, "--command-config", props, "--list")
+    cli_seen = {l.strip() for l in res.stdout.splitlines() if l.strip()}
+    assert topic_name in cli_seen, res.stdout
+    assert_names(client, topics=[topic_name], seen=seen | cli_seen)
 
 
 def test_kcat_round_trip(client, topic_name):

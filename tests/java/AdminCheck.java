@@ -9,6 +9,8 @@
 //   cluster                      "node <id> <host> <port>" and "controller <id>"
 //   topics                       "topic <name>" per topic listed (internal ones too)
 //   groups                       "groupid <id> <type>" per group listed
+//   topic-id --id U --op describe|delete
+//                                by topic id: "topicid <name> <partitions>" / "deleted", or "error <e>"
 // then "done".
 
 import java.util.ArrayList;
@@ -148,6 +150,22 @@ public class AdminCheck {
                     DescribeClusterResult r = admin.describeCluster();
                     for (Node n : r.nodes().get(T, TimeUnit.SECONDS)) Out.line("node " + n.id() + " " + n.host() + " " + n.port());
                     Out.line("controller " + r.controller().get(T, TimeUnit.SECONDS).id());
+                    break;
+                }
+                case "topic-id": {
+                    var id = org.apache.kafka.common.Uuid.fromString(a.get("id"));
+                    var ids = org.apache.kafka.common.TopicCollection.ofTopicIds(List.of(id));
+                    try {
+                        if (a.get("op").equals("delete")) {
+                            admin.deleteTopics(ids).all().get(T, TimeUnit.SECONDS);
+                            Out.line("deleted");
+                        } else {
+                            TopicDescription d = admin.describeTopics(ids).allTopicIds().get(T, TimeUnit.SECONDS).get(id);
+                            Out.line("topicid " + d.name() + " " + d.partitions().size());
+                        }
+                    } catch (Exception e) {
+                        Out.line("error " + Out.err(e));
+                    }
                     break;
                 }
                 default:

@@ -1329,3 +1329,480 @@ pub fn delete_share_group_offsets_response(
     delete_share_denied(&mut resp, &denied.topics);
     answer(req.api, req.version, req.correlation_id, &resp)
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::consumer_group_describe_response as cgd;
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{list_groups_response, ListGroupsRequest};
+    use kafka_protocol::protocol::Decodable;
+    use sluice_tenancy::policy::{Grants, PolicyDocument};
+    use sluice_tenancy::{Namespace, TenantId};
+
+    use super::*;
+    use crate::protocol::parse_response_header;
+    use crate::rewrite::Addressing;
+    use crate::tenant::{admit, respond, TenantView, TopicIds};
+
+    /// Tenant `acme` may do everything on groups, topics and transactional ids whose
+    /// names start with `ok`, and nothing else.
+    pub(crate) fn view() -> TenantView {
+        view_with(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":["kafka-cluster:*Group","kafka-cluster:DescribeTopic","kafka-cluster:ReadData",
+                      "kafka-cluster:WriteData","kafka-cluster:*TransactionalId"],
+            "Resource":["arn:sluice:kafka:::group/acme/ok*","arn:sluice:kafka:::topic/acme/ok*",
+                        "arn:sluice:kafka:::transactional-id/acme/ok*"]}]}"#,
+        )
+    }
+
+    pub(crate) fn view_with(policy: &str) -> TenantView {
+        let tenant: TenantId = "acme".parse().unwrap();
+        let doc = PolicyDocument::parse(policy).unwrap();
+        let grants = Grants::new(&tenant, &[&doc], None);
+        TenantView::new(Namespace::new(tenant), Arc::new(grants))
+    }
+
+    pub(crate) fn adv() -> Advertised {
+        Advertised {
+            addressing: Addressing::PortPerBroker { host: StrBytes::from_static_str("gw.local"), base: 9100 },
+            cluster_admin: false,
+        }
+    }
+
+    pub(crate) fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_owned())
+    }
+
+    pub(crate) fn topic(v: &str) -> TopicName {
+        TopicName(s(v))
+    }
+
+    pub(crate) fn group(v: &str) -> GroupId {
+        GroupId(s(v))
+    }
+
+    pub(crate) fn req(api: ApiKey, version: i16) -> Req {
+        Req { api, version, correlation_id: 7 }
+    }
+
+    pub(crate) fn encode<M: Encodable>(m: &M, version: i16) -> Bytes {
+        let mut out = bytes::BytesMut::new();
+        m.encode(&mut out, version).unwrap();
+        out.freeze()
+    }
+
+    /// What `admit` decided, with the forwarded body decoded as `M`.
+    pub(crate) enum Outcome<M> {
+        Forward(M, Plan),
+        Answer(Bytes),
+    }
+
+    pub(crate) fn run_admit<Q: Encodable, M: Decodable>(
+        view: &mut TenantView,
+        ids: &TopicIds,
+        r: Req,
+        msg: &Q,
+    ) -> Outcome<M> {
+        let body = encode(msg, r.version);
+        let mut ctx = Ctx { view, ids };
+        match admit(&mut ctx, r, &body).unwrap() {
+            Admission::Forward { body: Some(b), plan } => Outcome::Forward(M::decode(&mut b.clone(), r.version).unwrap(), plan),
+            Admission::Forward { body: None, plan } => Outcome::Forward(M::decode(&mut body.clone(), r.version).unwrap(), plan),
+            Admission::Answer(frame) => Outcome::Answer(frame),
+            Admission::Drop => panic!("dropped"),
+        }
+    }
+
+    pub(crate) fn forwarded<M: Decodable>(o: Outcome<M>) -> (M, Plan) {
+        match o {
+            Outcome::Forward(m, p) => (m, p),
+            Outcome::Answer(_) => panic!("answered locally, expected a forward"),
+        }
+    }
+
+    /// Decodes a complete response frame built by `answer`.
+    pub(crate) fn frame_body<M: Decodable>(r: Req, frame: &Bytes) -> M {
+        let (corr, at) = parse_response_header(&frame[4..], r.api, r.version).unwrap();
+        assert_eq!(corr, r.correlation_id);
+        M::decode(&mut frame.slice(4 + at..), r.version).unwrap()
+    }
+
+    pub(crate) fn answered<M: Decodable>(r: Req, o: Outcome<impl Sized>) -> M {
+        match o {
+            Outcome::Answer(frame) => frame_body(r, &frame),
+            Outcome::Forward(..) => panic!("forwarded, expected a local answer"),
+        }
+    }
+
+    /// Runs `respond` on a fake broker response and decodes the client's answer.
+    pub(crate) fn run_respond<P: Encodable, M: Decodable>(
+        view: &mut TenantView,
+        ids: &TopicIds,
+        r: Req,
+        plan: Plan,
+        broker: &P,
+    ) -> M {
+        let mut ctx = Ctx { view, ids };
+        let out = respond(&mut ctx, r, plan, encode(broker, r.version), &adv(), &mut Default::default())
+            .unwrap()
+            .expect("mapped");
+        frame_body(r, &out)
+    }
+
+    fn names<'a>(it: impl Iterator<Item = &'a StrBytes>) -> Vec<&'a str> {
+        it.map(|n| n.as_str()).collect()
+    }
+
+    #[test]
+    fn find_coordinator_batched_maps_keys_and_merges_denials() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::FindCoordinator, 4);
+        let msg = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![
+            s("ok-g"),
+            s("secret"),
+            s("__consumer"),
+        ]);
+        let (fwd, plan): (FindCoordinatorRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(names(fwd.coordinator_keys.iter()), ["acme.ok-g"]);
+
+        let broker = FindCoordinatorResponse::default().with_coordinators(vec![
+            find_coordinator_response::Coordinator::default()
+                .with_key(s("acme.ok-g"))
+                .with_node_id(2.into())
+                .with_host(s("pool-2"))
+                .with_port(29092),
+            find_coordinator_response::Coordinator::default().with_key(s("other.g")).with_node_id(1.into()),
+        ]);
+        let out: FindCoordinatorResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let got: Vec<_> =
+            out.coordinators.iter().map(|c| (c.key.as_str(), c.error_code, c.host.as_str(), c.port)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ok-g", 0, "gw.local", 9102),
+                ("secret", code::GROUP_AUTHORIZATION_FAILED, "", -1),
+                ("__consumer", code::INVALID_GROUP_ID, "", -1),
+            ]
+        );
+    }
+
+    #[test]
+    fn find_coordinator_single_denials_are_local() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::FindCoordinator, 3);
+        let txn = FindCoordinatorRequest::default().with_key_type(1).with_key(s("secret-tx"));
+        let out: FindCoordinatorResponse = answered(r, run_admit::<_, FindCoordinatorRequest>(&mut v, &ids, r, &txn));
+        assert_eq!(out.error_code, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        assert_eq!(out.node_id.0, -1);
+
+        let share = FindCoordinatorRequest::default().with_key_type(2).with_key(s("ok-g:x:0"));
+        let out: FindCoordinatorResponse =
+            answered(r, run_admit::<_, FindCoordinatorRequest>(&mut v, &ids, r, &share));
+        assert_eq!(out.error_code, code::INVALID_REQUEST);
+
+        let ok = FindCoordinatorRequest::default().with_key_type(1).with_key(s("ok-tx"));
+        let (fwd, _) = forwarded::<FindCoordinatorRequest>(run_admit(&mut v, &ids, r, &ok));
+        assert_eq!(fwd.key.as_str(), "acme.ok-tx");
+    }
+
+    #[test]
+    fn membership_maps_the_group_or_refuses_it() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::JoinGroup, 9);
+        let ok = JoinGroupRequest::default().with_group_id(group("ok-g")).with_protocol_type(s("consumer"));
+        let (fwd, plan): (JoinGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ok));
+        assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
+        assert!(matches!(plan, Plan::PassThrough));
+
+        let denied = JoinGroupRequest::default().with_group_id(group("secret"));
+        let out: JoinGroupResponse = answered(r, run_admit::<_, JoinGroupRequest>(&mut v, &ids, r, &denied));
+        assert_eq!(out.error_code, code::GROUP_AUTHORIZATION_FAILED);
+
+        let r = req(ApiKey::Heartbeat, 4);
+        let bad = HeartbeatRequest::default().with_group_id(group("__g"));
+        let out: HeartbeatResponse = answered(r, run_admit::<_, HeartbeatRequest>(&mut v, &ids, r, &bad));
+        assert_eq!(out.error_code, code::INVALID_GROUP_ID);
+    }
+
+    fn commit_topic(name: &str, parts: &[i32]) -> OffsetCommitRequestTopic {
+        OffsetCommitRequestTopic::default().with_name(topic(name)).with_partitions(
+            parts.iter().map(|&p| OffsetCommitRequestPartition::default().with_partition_index(p)).collect(),
+        )
+    }
+
+    #[test]
+    fn offset_commit_forwards_allowed_topics_and_merges_denied() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::OffsetCommit, 9);
+        let msg = OffsetCommitRequest::default()
+            .with_group_id(group("ok-g"))
+            .with_topics(vec![commit_topic("ok-t", &[0, 1]), commit_topic("secret", &[3])]);
+        let (fwd, plan): (OffsetCommitRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
+        assert_eq!(names(fwd.topics.iter().map(|t| &t.name.0)), ["acme.ok-t"]);
+
+        let broker = OffsetCommitResponse::default().with_topics(vec![
+            offset_commit_response::OffsetCommitResponseTopic::default().with_name(topic("acme.ok-t")).with_partitions(
+                vec![offset_commit_response::OffsetCommitResponsePartition::default().with_partition_index(0)],
+            ),
+        ]);
+        let out: OffsetCommitResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let got: Vec<_> = out
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.as_str(), p.partition_index, p.error_code)))
+            .collect();
+        assert_eq!(got, [("ok-t", 0, 0), ("secret", 3, code::TOPIC_AUTHORIZATION_FAILED)]);
+
+        // A denied group refuses every partition, locally.
+        let msg = OffsetCommitRequest::default().with_group_id(group("secret")).with_topics(vec![commit_topic("ok-t", &[0])]);
+        let out: OffsetCommitResponse = answered(r, run_admit::<_, OffsetCommitRequest>(&mut v, &ids, r, &msg));
+        assert_eq!(out.topics[0].partitions[0].error_code, code::GROUP_AUTHORIZATION_FAILED);
+    }
+
+    fn fetch_group(id: &str, topics: Option<&[&str]>) -> OffsetFetchRequestGroup {
+        OffsetFetchRequestGroup::default().with_group_id(group(id)).with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|t| OffsetFetchRequestTopics::default().with_name(topic(t)).with_partition_indexes(vec![0]))
+                .collect()
+        }))
+    }
+
+    #[test]
+    fn offset_fetch_batched_keeps_request_order_and_groups_their_denials() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::OffsetFetch, 9);
+        let msg = OffsetFetchRequest::default().with_groups(vec![
+            fetch_group("ok-a", Some(&["ok-t", "secret"])),
+            fetch_group("secret-g", None),
+            fetch_group("ok-b", Some(&["hidden"])),
+            fetch_group("ok-c", None),
+        ]);
+        let (fwd, plan): (OffsetFetchRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        let sent: Vec<_> = fwd
+            .groups
+            .iter()
+            .map(|g| (g.group_id.0.as_str(), g.topics.as_ref().map(|ts| names(ts.iter().map(|t| &t.name.0)))))
+            .collect();
+        assert_eq!(sent, [("acme.ok-a", Some(vec!["acme.ok-t"])), ("acme.ok-c", None)]);
+
+        let partitions =
+            vec![offset_fetch_response::OffsetFetchResponsePartitions::default().with_partition_index(0).with_committed_offset(42)];
+        let t = |n: &str| {
+            offset_fetch_response::OffsetFetchResponseTopics::default().with_name(topic(n)).with_partitions(partitions.clone())
+        };
+        let broker = OffsetFetchResponse::default().with_groups(vec![
+            offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(group("acme.ok-a")).with_topics(vec![t("acme.ok-t")]),
+            // All topics of ok-c: only the ones the tenant may describe survive.
+            offset_fetch_response::OffsetFetchResponseGroup::default()
+                .with_group_id(group("acme.ok-c"))
+                .with_topics(vec![t("acme.ok-u"), t("acme.hidden"), t("other.ok-t")]),
+        ]);
+        let out: OffsetFetchResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let got: Vec<_> = out
+            .groups
+            .iter()
+            .map(|g| {
+                let topics: Vec<_> = g
+                    .topics
+                    .iter()
+                    .map(|t| (t.name.0.as_str(), t.partitions[0].error_code, t.partitions[0].committed_offset))
+                    .collect();
+                (g.group_id.0.as_str(), g.error_code, topics)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ok-a", 0, vec![("ok-t", 0, 42), ("secret", code::TOPIC_AUTHORIZATION_FAILED, -1)]),
+                ("secret-g", code::GROUP_AUTHORIZATION_FAILED, vec![]),
+                ("ok-b", 0, vec![("hidden", code::TOPIC_AUTHORIZATION_FAILED, -1)]),
+                ("ok-c", 0, vec![("ok-u", 0, 42)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn offset_fetch_with_nothing_allowed_is_answered_locally() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::OffsetFetch, 8);
+        let msg = OffsetFetchRequest::default()
+            .with_groups(vec![fetch_group("secret-g", None), fetch_group("ok-b", Some(&["hidden"]))]);
+        let out: OffsetFetchResponse = answered(r, run_admit::<_, OffsetFetchRequest>(&mut v, &ids, r, &msg));
+        let got: Vec<_> = out.groups.iter().map(|g| (g.group_id.0.as_str(), g.error_code, g.topics.len())).collect();
+        assert_eq!(got, [("secret-g", code::GROUP_AUTHORIZATION_FAILED, 0), ("ok-b", 0, 1)]);
+
+        // v7: a denied group is reported at the top and per partition.
+        let r = req(ApiKey::OffsetFetch, 7);
+        let msg = OffsetFetchRequest::default().with_group_id(group("secret-g")).with_topics(Some(vec![
+            kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("ok-t"))
+                .with_partition_indexes(vec![0, 1]),
+        ]));
+        let out: OffsetFetchResponse = answered(r, run_admit::<_, OffsetFetchRequest>(&mut v, &ids, r, &msg));
+        assert_eq!(out.error_code, code::GROUP_AUTHORIZATION_FAILED);
+        assert_eq!(out.topics[0].partitions.len(), 2);
+    }
+
+    #[test]
+    fn list_groups_keeps_only_the_tenants_describable_groups() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::ListGroups, 5);
+        let (_, plan): (ListGroupsRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ListGroupsRequest::default()));
+        let broker = ListGroupsResponse::default().with_groups(
+            ["acme.ok-g", "acme.secret", "other.ok-g", "__share", "acme.ok-2"]
+                .iter()
+                .map(|g| list_groups_response::ListedGroup::default().with_group_id(group(g)))
+                .collect(),
+        );
+        let out: ListGroupsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        assert_eq!(names(out.groups.iter().map(|g| &g.group_id.0)), ["ok-g", "ok-2"]);
+    }
+
+    #[test]
+    fn describe_and_delete_groups_merge_denials() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::DescribeGroups, 5);
+        let msg = DescribeGroupsRequest::default().with_groups(vec![group("ok-g"), group("secret")]);
+        let (fwd, plan): (DescribeGroupsRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(names(fwd.groups.iter().map(|g| &g.0)), ["acme.ok-g"]);
+        let broker = DescribeGroupsResponse::default().with_groups(vec![describe_groups_response::DescribedGroup::default()
+            .with_group_id(group("acme.ok-g"))
+            .with_authorized_operations(0x7fff)
+            .with_members(vec![describe_groups_response::DescribedGroupMember::default().with_client_id(s("acme.app"))])]);
+        let out: DescribeGroupsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        assert_eq!(out.groups[0].group_id.0.as_str(), "ok-g");
+        assert_eq!(out.groups[0].members[0].client_id.as_str(), "app");
+        assert_eq!(out.groups[0].authorized_operations, (1 << 3) | (1 << 6) | (1 << 8));
+        assert_eq!(out.groups[1].group_id.0.as_str(), "secret");
+        assert_eq!(out.groups[1].error_code, code::GROUP_AUTHORIZATION_FAILED);
+
+        let r = req(ApiKey::DeleteGroups, 2);
+        let msg = DeleteGroupsRequest::default().with_groups_names(vec![group("secret"), group("")]);
+        let out: DeleteGroupsResponse = answered(r, run_admit::<_, DeleteGroupsRequest>(&mut v, &ids, r, &msg));
+        let got: Vec<_> = out.results.iter().map(|g| (g.group_id.0.as_str(), g.error_code)).collect();
+        assert_eq!(got, [("secret", code::GROUP_AUTHORIZATION_FAILED), ("", code::INVALID_GROUP_ID)]);
+    }
+
+    #[test]
+    fn consumer_group_heartbeat_confines_names_and_regexes() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::ConsumerGroupHeartbeat, 1);
+        let msg = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("ok-g"))
+            .with_subscribed_topic_names(Some(vec![topic("ok-a"), topic("ok-b")]))
+            .with_subscribed_topic_regex(Some(s("^ok-.*$")));
+        let (fwd, plan): (ConsumerGroupHeartbeatRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert!(matches!(plan, Plan::PassThrough));
+        assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
+        assert_eq!(names(fwd.subscribed_topic_names.iter().flatten().map(|t| &t.0)), ["acme.ok-a", "acme.ok-b"]);
+        assert_eq!(fwd.subscribed_topic_regex.unwrap().as_str(), "acme\\.(?:ok-.*)");
+
+        // A regex that would close the tenant's group and match the whole pool.
+        for escape in ["x)|(.*", "a\\", "[)]|(.*"] {
+            let msg = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group("ok-g"))
+                .with_subscribed_topic_regex(Some(s(escape)));
+            let out: ConsumerGroupHeartbeatResponse =
+                answered(r, run_admit::<_, ConsumerGroupHeartbeatRequest>(&mut v, &ids, r, &msg));
+            assert_eq!(out.error_code, code::INVALID_REGULAR_EXPRESSION, "{escape}");
+        }
+
+        let msg = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("ok-g"))
+            .with_subscribed_topic_names(Some(vec![topic("ok-a"), topic("secret")]));
+        let out: ConsumerGroupHeartbeatResponse =
+            answered(r, run_admit::<_, ConsumerGroupHeartbeatRequest>(&mut v, &ids, r, &msg));
+        assert_eq!(out.error_code, code::TOPIC_AUTHORIZATION_FAILED);
+    }
+
+    #[test]
+    fn regex_confinement_check() {
+        for ok in ["orders.*", "(a|b)c", "[)(]x", "[]a]", "[^]]", "\\)", "[[:alpha:]]+", "a(?:b)"] {
+            assert!(regex_confinable(ok), "{ok}");
+        }
+        for bad in ["a)", "(a", "a)|(b", "\\", "[a", "\\Q)\\E", "[[a]", "[a\\]"] {
+            assert!(!regex_confinable(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn consumer_group_describe_maps_members_back() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::ConsumerGroupDescribe, 1);
+        let msg = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group("ok-g"), group("ok-h"), group("secret")]);
+        let (fwd, plan): (ConsumerGroupDescribeRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(names(fwd.group_ids.iter().map(|g| &g.0)), ["acme.ok-g", "acme.ok-h"]);
+
+        let assignment = |ts: &[&str]| {
+            cgd::Assignment::default().with_topic_partitions(
+                ts.iter().map(|t| cgd::TopicPartitions::default().with_topic_name(topic(t)).with_partitions(vec![0])).collect(),
+            )
+        };
+        let member = cgd::Member::default()
+            .with_client_id(s("acme.app"))
+            .with_subscribed_topic_names(vec![topic("acme.ok-a")])
+            .with_subscribed_topic_regex(Some(s("acme\\.(?:ok-.*)")))
+            .with_assignment(assignment(&["acme.ok-a", "other.x"]));
+        let broker = ConsumerGroupDescribeResponse::default().with_groups(vec![
+            cgd::DescribedGroup::default().with_group_id(group("acme.ok-g")).with_members(vec![member]),
+            // A member assigned a topic the tenant may not describe fails the group.
+            cgd::DescribedGroup::default()
+                .with_group_id(group("acme.ok-h"))
+                .with_members(vec![cgd::Member::default().with_assignment(assignment(&["acme.hidden"]))]),
+        ]);
+        let out: ConsumerGroupDescribeResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let m = &out.groups[0].members[0];
+        assert_eq!(m.client_id.as_str(), "app");
+        assert_eq!(names(m.subscribed_topic_names.iter().map(|t| &t.0)), ["ok-a"]);
+        assert_eq!(m.subscribed_topic_regex.as_ref().unwrap().as_str(), "ok-.*");
+        assert_eq!(names(m.assignment.topic_partitions.iter().map(|t| &t.topic_name.0)), ["ok-a"]);
+        assert_eq!(out.groups[1].group_id.0.as_str(), "ok-h");
+        assert_eq!(out.groups[1].error_code, code::TOPIC_AUTHORIZATION_FAILED);
+        assert!(out.groups[1].members.is_empty());
+        assert_eq!((out.groups[2].group_id.0.as_str(), out.groups[2].error_code), ("secret", code::GROUP_AUTHORIZATION_FAILED));
+    }
+
+    #[test]
+    fn share_fetch_resolves_ids_through_the_tenant_only() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let (mine, secret, theirs) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        ids.learn(mine, &topic("acme.ok-t"));
+        ids.learn(secret, &topic("acme.secret"));
+        ids.learn(theirs, &topic("other.ok-t"));
+        let r = req(ApiKey::ShareFetch, 1);
+        let t = |id| FetchTopic::default().with_topic_id(id).with_partitions(vec![FetchPartition::default().with_partition_index(0)]);
+        let msg = ShareFetchRequest::default().with_group_id(Some(group("ok-g"))).with_topics(vec![t(mine), t(secret), t(theirs)]);
+        let (fwd, plan): (ShareFetchRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.group_id.as_ref().unwrap().0.as_str(), "acme.ok-g");
+        assert_eq!(fwd.topics.iter().map(|t| t.topic_id).collect::<Vec<_>>(), [mine]);
+
+        let broker = ShareFetchResponse::default()
+            .with_responses(vec![
+                share_fetch_response::ShareFetchableTopicResponse::default()
+                    .with_topic_id(mine)
+                    .with_partitions(vec![share_fetch_response::PartitionData::default()]),
+                share_fetch_response::ShareFetchableTopicResponse::default().with_topic_id(theirs),
+            ])
+            .with_node_endpoints(vec![share_fetch_response::NodeEndpoint::default()
+                .with_node_id(3.into())
+                .with_host(s("pool-3"))
+                .with_port(29093)]);
+        let out: ShareFetchResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let got: Vec<_> = out.responses.iter().map(|t| (t.topic_id, t.partitions[0].error_code)).collect();
+        assert_eq!(
+            got,
+            [(mine, 0), (secret, code::TOPIC_AUTHORIZATION_FAILED), (theirs, code::UNKNOWN_TOPIC_ID)]
+        );
+        assert_eq!((out.node_endpoints[0].host.as_str(), out.node_endpoints[0].port), ("gw.local", 9103));
+
+        let msg = ShareFetchRequest::default().with_group_id(Some(group("secret"))).with_topics(vec![t(mine)]);
+        let out: ShareFetchResponse = answered(r, run_admit::<_, ShareFetchRequest>(&mut v, &ids, r, &msg));
+        assert_eq!(out.error_code, code::GROUP_AUTHORIZATION_FAILED);
+    }
+}

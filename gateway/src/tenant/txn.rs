@@ -326,3 +326,221 @@ pub fn list_transactions_response(
     });
     answer(req.api, req.version, req.correlation_id, &resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+    use kafka_protocol::messages::{describe_transactions_response as dtr, list_transactions_response as ltr, ApiKey};
+
+    use super::*;
+    use crate::tenant::groups::tests::{
+        answered, forwarded, group, req, run_admit, run_respond, s, topic, view, view_with, Outcome,
+    };
+    use crate::tenant::{Plan, TopicIds};
+
+    fn txn(v: &str) -> TransactionalId {
+        TransactionalId(s(v))
+    }
+
+    #[test]
+    fn init_producer_id_needs_the_transactional_id_or_idempotent_write() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::InitProducerId, 5);
+        let ok = InitProducerIdRequest::default().with_transactional_id(Some(txn("ok-tx")));
+        let (fwd, plan): (InitProducerIdRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ok));
+        assert_eq!(fwd.transactional_id.unwrap().0.as_str(), "acme.ok-tx");
+        assert!(matches!(plan, Plan::PassThrough));
+
+        for (id, want) in [
+            (Some("secret"), code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            (Some(""), code::INVALID_REQUEST),
+            (None, code::CLUSTER_AUTHORIZATION_FAILED),
+        ] {
+            let msg = InitProducerIdRequest::default().with_transactional_id(id.map(txn));
+            let out: InitProducerIdResponse = answered(r, run_admit::<_, InitProducerIdRequest>(&mut v, &ids, r, &msg));
+            assert_eq!(out.error_code, want, "{id:?}");
+            assert_eq!(out.producer_id.0, -1);
+        }
+
+        let mut idem = view_with(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":["kafka-cluster:WriteDataIdempotently"],"Resource":["arn:sluice:kafka:::cluster/acme"]}]}"#,
+        );
+        let msg = InitProducerIdRequest::default().with_transactional_id(None);
+        let (fwd, _): (InitProducerIdRequest, _) = forwarded(run_admit(&mut idem, &ids, r, &msg));
+        assert!(fwd.transactional_id.is_none());
+    }
+
+    fn add_topic(name: &str, parts: &[i32]) -> AddPartitionsToTxnTopic {
+        AddPartitionsToTxnTopic::default().with_name(topic(name)).with_partitions(parts.to_vec())
+    }
+
+    fn partition_codes(resp: &AddPartitionsToTxnResponse) -> Vec<(&str, i32, i16)> {
+        resp.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(move |p| (t.name.0.as_str(), p.partition_index, p.partition_error_code))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn add_partitions_to_txn_is_all_or_nothing() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::AddPartitionsToTxn, 3);
+        let mixed = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn("ok-tx"))
+            .with_v3_and_below_topics(vec![add_topic("ok-t", &[0, 1]), add_topic("secret", &[2])]);
+        let out: AddPartitionsToTxnResponse =
+            answered(r, run_admit::<_, AddPartitionsToTxnRequest>(&mut v, &ids, r, &mixed));
+        assert_eq!(
+            partition_codes(&out),
+            [
+                ("ok-t", 0, code::OPERATION_NOT_ATTEMPTED),
+                ("ok-t", 1, code::OPERATION_NOT_ATTEMPTED),
+                ("secret", 2, code::TOPIC_AUTHORIZATION_FAILED)
+            ]
+        );
+
+        let bad_txn = mixed.clone().with_v3_and_below_transactional_id(txn("secret-tx"));
+        let out: AddPartitionsToTxnResponse =
+            answered(r, run_admit::<_, AddPartitionsToTxnRequest>(&mut v, &ids, r, &bad_txn));
+        assert!(partition_codes(&out).iter().all(|p| p.2 == code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
+
+        let ok = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn("ok-tx"))
+            .with_v3_and_below_topics(vec![add_topic("ok-t", &[0]), add_topic("ok-u", &[1])]);
+        let (fwd, plan): (AddPartitionsToTxnRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ok));
+        assert_eq!(fwd.v3_and_below_transactional_id.0.as_str(), "acme.ok-tx");
+        assert_eq!(
+            fwd.v3_and_below_topics.iter().map(|t| t.name.0.as_str()).collect::<Vec<_>>(),
+            ["acme.ok-t", "acme.ok-u"]
+        );
+        let broker = AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic("acme.ok-t"))
+                .with_results_by_partition(vec![AddPartitionsToTxnPartitionResult::default().with_partition_index(0)]),
+            AddPartitionsToTxnTopicResult::default().with_name(topic("other.x")),
+        ]);
+        let out: AddPartitionsToTxnResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        assert_eq!(partition_codes(&out), [("ok-t", 0, 0)]);
+
+        // The batched form is for brokers.
+        let r = req(ApiKey::AddPartitionsToTxn, 4);
+        let out: AddPartitionsToTxnResponse = answered(
+            r,
+            run_admit::<_, AddPartitionsToTxnRequest>(&mut v, &ids, r, &AddPartitionsToTxnRequest::default()),
+        );
+        assert_eq!(out.error_code, code::CLUSTER_AUTHORIZATION_FAILED);
+    }
+
+    #[test]
+    fn add_offsets_and_end_txn_check_id_then_group() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::AddOffsetsToTxn, 4);
+        let ok = AddOffsetsToTxnRequest::default().with_transactional_id(txn("ok-tx")).with_group_id(group("ok-g"));
+        let (fwd, _): (AddOffsetsToTxnRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ok));
+        assert_eq!((fwd.transactional_id.0.as_str(), fwd.group_id.0.as_str()), ("acme.ok-tx", "acme.ok-g"));
+        for (t, g, want) in [
+            ("secret", "secret", code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            ("ok-tx", "secret", code::GROUP_AUTHORIZATION_FAILED),
+        ] {
+            let msg = AddOffsetsToTxnRequest::default().with_transactional_id(txn(t)).with_group_id(group(g));
+            let out: AddOffsetsToTxnResponse = answered(r, run_admit::<_, AddOffsetsToTxnRequest>(&mut v, &ids, r, &msg));
+            assert_eq!(out.error_code, want);
+        }
+
+        let r = req(ApiKey::EndTxn, 5);
+        let msg = EndTxnRequest::default().with_transactional_id(txn("ok-tx"));
+        let (fwd, _): (EndTxnRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.transactional_id.0.as_str(), "acme.ok-tx");
+        let msg = EndTxnRequest::default().with_transactional_id(txn("__tx"));
+        let out: EndTxnResponse = answered(r, run_admit::<_, EndTxnRequest>(&mut v, &ids, r, &msg));
+        assert_eq!(out.error_code, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+
+    #[test]
+    fn txn_offset_commit_merges_denied_topics() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::TxnOffsetCommit, 5);
+        let t = |n: &str| {
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(topic(n))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0)])
+        };
+        let msg = TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn("ok-tx"))
+            .with_group_id(group("ok-g"))
+            .with_topics(vec![t("ok-t"), t("secret")]);
+        let (fwd, plan): (TxnOffsetCommitRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.topics.iter().map(|t| t.name.0.as_str()).collect::<Vec<_>>(), ["acme.ok-t"]);
+        let broker = TxnOffsetCommitResponse::default().with_topics(vec![
+            txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                .with_name(topic("acme.ok-t"))
+                .with_partitions(vec![txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()]),
+        ]);
+        let out: TxnOffsetCommitResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let got: Vec<_> = out.topics.iter().map(|t| (t.name.0.as_str(), t.partitions[0].error_code)).collect();
+        assert_eq!(got, [("ok-t", 0), ("secret", code::TOPIC_AUTHORIZATION_FAILED)]);
+
+        let msg = msg.with_group_id(group("secret"));
+        let out: TxnOffsetCommitResponse = answered(r, run_admit::<_, TxnOffsetCommitRequest>(&mut v, &ids, r, &msg));
+        assert!(out.topics.iter().all(|t| t.partitions[0].error_code == code::GROUP_AUTHORIZATION_FAILED));
+        assert_eq!(out.topics.len(), 2);
+    }
+
+    #[test]
+    fn describe_transactions_maps_ids_and_filters_topics() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::DescribeTransactions, 0);
+        let msg = DescribeTransactionsRequest::default().with_transactional_ids(vec![txn("ok-tx"), txn("secret")]);
+        let (fwd, plan): (DescribeTransactionsRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.transactional_ids.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), ["acme.ok-tx"]);
+        let broker = DescribeTransactionsResponse::default().with_transaction_states(vec![dtr::TransactionState::default()
+            .with_transactional_id(txn("acme.ok-tx"))
+            .with_topics(
+                ["acme.ok-t", "acme.hidden", "other.ok-t"]
+                    .iter()
+                    .map(|n| dtr::TopicData::default().with_topic(topic(n)))
+                    .collect(),
+            )]);
+        let out: DescribeTransactionsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let s0 = &out.transaction_states[0];
+        assert_eq!(s0.transactional_id.0.as_str(), "ok-tx");
+        assert_eq!(s0.topics.iter().map(|t| t.topic.0.as_str()).collect::<Vec<_>>(), ["ok-t"]);
+        let s1 = &out.transaction_states[1];
+        assert_eq!((s1.transactional_id.0.as_str(), s1.error_code), ("secret", code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
+    }
+
+    #[test]
+    fn list_transactions_confines_the_pattern_and_filters() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::ListTransactions, 2);
+        let msg = ListTransactionsRequest::default().with_transactional_id_pattern(Some(s("ok-.*")));
+        let (fwd, plan): (ListTransactionsRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.transactional_id_pattern.unwrap().as_str(), "acme\\.(?:ok-.*)");
+        let (fwd, _): (ListTransactionsRequest, _) =
+            forwarded(run_admit(&mut v, &ids, r, &ListTransactionsRequest::default()));
+        assert_eq!(fwd.transactional_id_pattern.unwrap().as_str(), "acme\\.(?:.*)");
+
+        let broker = ListTransactionsResponse::default().with_transaction_states(
+            ["acme.ok-tx", "acme.secret", "other.ok-tx"]
+                .iter()
+                .map(|t| ltr::TransactionState::default().with_transactional_id(txn(t)))
+                .collect(),
+        );
+        let out: ListTransactionsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        assert_eq!(out.transaction_states.iter().map(|t| t.transactional_id.0.as_str()).collect::<Vec<_>>(), ["ok-tx"]);
+
+        // v0-1 carry no pattern: forwarded unchanged, filtered all the same.
+        let r = req(ApiKey::ListTransactions, 1);
+        match run_admit::<_, ListTransactionsRequest>(&mut v, &ids, r, &ListTransactionsRequest::default()) {
+            Outcome::Forward(_, plan) => {
+                let out: ListTransactionsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+                assert_eq!(out.transaction_states.len(), 1);
+            }
+            Outcome::Answer(_) => panic!("answered locally"),
+        }
+    }
+}

@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clientlib import make_payloads, sha_sorted, unique
+from tenants import allow_all_doc, put_tenant
 from conftest import SLUICE_BIN, POOL_BOOTSTRAP, Gateway, _free_port_block, _wait_port
 from jvm import assert_gateway_addresses, java_cmd, java_helpers, parse_acks, parse_dump  # noqa: F401 (fixture)
 
@@ -70,6 +71,8 @@ _started: list = []
 def start_oauth_gateway(tmp_dir: Path, ttl_secs: int) -> OAuthGateway:
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
+    # Tenants live in the tenant store; the gateway lets in only those that exist.
+    put_tenant(allow_all_doc(TENANT))
     base = _free_port_block(10)  # bootstrap on base, broker N on base + N, admin on base + 9
     admin_port = base + 9
     cfg = tmp_dir / f"sluice-oauth-{base}.toml"
@@ -88,7 +91,6 @@ auth = "sasl"
 bootstrap = [{pool}]
 
 [auth]
-tenants = ["{TENANT}"]
 max_session_ms = 3600000
 
 [admin]

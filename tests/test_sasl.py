@@ -35,6 +35,7 @@ from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from clientlib import make_payloads, sha_sorted, unique
 from conftest import SLUICE_BIN, start_gateway
+from tenants import allow_all_doc, put_tenant
 from jvm import java_cmd, java_helpers, parse_acks, parse_dump, run_java  # noqa: F401 (java_helpers is a fixture)
 
 TIMEOUT = 60
@@ -187,13 +188,11 @@ def sasl_auth_config(keys: Keys, max_session_ms=3600000, guard=(100_000, 1_000_0
     failure_window_ms): the brute-force guard counts per source IP, and every test here
     connects from 127.0.0.1, so the shared gateway gets thresholds that the deliberate
     failures never reach (test_failed_attempts_delayed_then_refused covers the guard)."""
-    tenants = ", ".join(f'"{t}"' for t in TENANTS)
     delay, refuse, window = guard
     return f"""
 [auth]
 mechanisms = ["OAUTHBEARER", "PLAIN"]
 max_session_ms = {max_session_ms}
-tenants = [{tenants}]
 failures_before_delay = {delay}
 failures_before_refusal = {refuse}
 failure_window_ms = {window}
@@ -226,7 +225,16 @@ def stop_gateway(gw):
 
 
 @pytest.fixture(scope="session")
-def sasl_keys(tmp_path_factory):
+def sasl_tenants(pool):
+    """TENANTS in the tenant store, every principal allowed everything (tokens for them
+    are refused until they exist)."""
+    for t in TENANTS:
+        put_tenant(allow_all_doc(t))
+    return TENANTS
+
+
+@pytest.fixture(scope="session")
+def sasl_keys(tmp_path_factory, sasl_tenants):
     return Keys(tmp_path_factory.mktemp("sasl-keys"))
 
 

@@ -31,6 +31,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from clientlib import make_payloads, sha_sorted, unique
+from tenants import allow_all_doc, put_tenant
 from conftest import POOL_BOOTSTRAP, SLUICE_BIN, _free_port_block, _wait_port
 from jvm import java_cmd, java_helpers, parse_acks, parse_dump  # noqa: F401 (java_helpers is a fixture)
 from test_oauth import LOGIN_HANDLER, LOGIN_MODULE, TENANT, OAuthGateway, create_client, create_topic_as, token_request
@@ -101,6 +102,8 @@ class TlsGateway(OAuthGateway):
 def start_tls_gateway(tmp_dir: Path, certs: Certs) -> TlsGateway:
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
+    # Tenants live in the tenant store; the gateway lets in only those that exist.
+    put_tenant(allow_all_doc(TENANT))
     base = _free_port_block(10)  # bootstrap on base, broker N on base + N, TLS on base + 8, admin on base + 9
     tls_port, admin_port = base + 8, base + 9
     cfg = tmp_dir / f"sluice-tls-{base}.toml"
@@ -122,7 +125,6 @@ bootstrap = [{pool}]
 max_frame_bytes = 104857600
 
 [auth]
-tenants = ["{TENANT}"]
 max_session_ms = 3600000
 
 [admin]

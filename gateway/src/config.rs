@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_tenancy::{IssuerConfig, TenantId};
+use sluice_tenancy::IssuerConfig;
 
 use crate::sasl::Mechanism;
 
@@ -30,6 +30,30 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     issuer: Option<RawIssuer>,
     tls: Option<TlsSettings>,
+    #[serde(default)]
+    store: StoreSettings,
+}
+
+/// `[store]`: the tenant store topic in the pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// The compacted topic holding one record per tenant.
+    #[serde(default = "default_store_topic")]
+    pub topic: String,
+    /// A JSON array of tenant documents, written at start for tenants that do not exist.
+    #[serde(default)]
+    pub seed_file: Option<std::path::PathBuf>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { topic: default_store_topic(), seed_file: None }
+    }
+}
+
+fn default_store_topic() -> String {
+    "__sluice_tenants".into()
 }
 
 /// The TLS listener: one port, routed by SNI (`bootstrap.<domain>`, `broker-<id>.<domain>`).
@@ -101,9 +125,6 @@ struct RawAuth {
     /// Longest session before re-authentication (Kafka's connections.max.reauth.ms).
     #[serde(default = "default_max_session_ms")]
     max_session_ms: u64,
-    /// Tenants that exist, until the tenant store holds them.
-    #[serde(default)]
-    tenants: Vec<String>,
     #[serde(default)]
     issuers: Vec<IssuerConfig>,
     /// Brute-force protection: failures (per source IP and per principal) after which
@@ -160,7 +181,6 @@ pub enum AuthMode {
 pub struct AuthConfig {
     pub mechanisms: Vec<Mechanism>,
     pub max_session: Duration,
-    pub tenants: Vec<TenantId>,
     pub issuers: Vec<IssuerConfig>,
     pub guard: crate::guard::GuardSettings,
 }
@@ -225,6 +245,8 @@ pub struct Config {
     pub metadata_refresh: Duration,
     pub connect_timeout: Duration,
     pub limits: Limits,
+    /// The tenant store (`[store]`).
+    pub store: StoreSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -320,6 +342,12 @@ impl Config {
             pool_bootstrap: raw.pool.bootstrap,
             metadata_refresh: Duration::from_millis(raw.pool.metadata_refresh_ms.max(100)),
             connect_timeout: Duration::from_millis(raw.pool.connect_timeout_ms.max(100)),
+            store: {
+                if raw.store.topic.trim().is_empty() {
+                    return invalid("store.topic is empty".into());
+                }
+                raw.store
+            },
             limits: Limits {
                 max_frame_bytes: limits.max_frame_bytes as usize,
                 max_in_flight: limits.max_in_flight,
@@ -356,11 +384,6 @@ fn check_auth(raw: RawAuth, own_issuer: bool) -> Result<AuthConfig, ConfigError>
     if raw.max_session_ms < 1000 {
         return invalid(format!("auth.max_session_ms {} is below 1000", raw.max_session_ms));
     }
-    let tenants = raw
-        .tenants
-        .iter()
-        .map(|t| t.parse::<TenantId>().map_err(|e| ConfigError::Invalid(format!("auth.tenants: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
     if raw.failures_before_refusal <= raw.failures_before_delay {
         return invalid("auth.failures_before_refusal must be above auth.failures_before_delay".into());
     }
@@ -370,7 +393,7 @@ fn check_auth(raw: RawAuth, own_issuer: bool) -> Result<AuthConfig, ConfigError>
         refuse_after: raw.failures_before_refusal,
         ..Default::default()
     };
-    Ok(AuthConfig { mechanisms, max_session: Duration::from_millis(raw.max_session_ms), tenants, issuers: raw.issuers, guard })
+    Ok(AuthConfig { mechanisms, max_session: Duration::from_millis(raw.max_session_ms), issuers: raw.issuers, guard })
 }
 
 #[cfg(test)]
@@ -402,19 +425,22 @@ bootstrap = ["127.0.0.1:29091"]
     }
 
     #[test]
-    fn sasl_needs_issuers_and_valid_tenants() {
+    fn sasl_needs_issuers_and_tenants_come_from_the_store() {
         let sasl = BASE.replace("auth = \"none\"", "auth = \"sasl\"");
         let err = Config::parse(&sasl, "t").unwrap_err();
         assert!(err.to_string().contains("[auth]"), "{err}");
         let with_auth = format!(
-            "{sasl}\n[auth]\ntenants = [\"demo\"]\n[[auth.issuers]]\nissuer = \"https://i\"\naudience = [\"sluice\"]\njwks_file = \"/k.json\"\n"
+            "{sasl}\n[auth]\n[[auth.issuers]]\nissuer = \"https://i\"\naudience = [\"sluice\"]\njwks_file = \"/k.json\"\n"
         );
         let cfg = Config::parse(&with_auth, "t").unwrap();
         let auth = cfg.sasl.unwrap();
         assert_eq!(auth.mechanisms, vec![Mechanism::OAuthBearer, Mechanism::Plain]);
-        assert_eq!(auth.tenants[0].as_str(), "demo");
-        let err = Config::parse(&with_auth.replace("\"demo\"", "\"Not_A_Tenant\""), "t").unwrap_err();
-        assert!(err.to_string().contains("auth.tenants"), "{err}");
+        assert_eq!(cfg.store.topic, "__sluice_tenants");
+        // The static list is gone: tenants live in the store.
+        let err = Config::parse(&with_auth.replace("[auth]\n", "[auth]\ntenants = [\"demo\"]\n"), "t").unwrap_err();
+        assert!(err.to_string().contains("tenants"), "{err}");
+        let cfg = Config::parse(&format!("{with_auth}\n[store]\ntopic = \"__t\"\nseed_file = \"/s.json\"\n"), "t").unwrap();
+        assert_eq!((cfg.store.topic.as_str(), cfg.store.seed_file.as_deref()), ("__t", Some(std::path::Path::new("/s.json"))));
     }
 
     #[test]

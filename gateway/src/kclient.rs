@@ -285,12 +285,11 @@ impl KafkaConn {
             .and_then(|t| t.partition_responses.first())
             .ok_or_else(|| self.protocol(ApiKey::Produce, "answer names no partition"))?;
         if p.error_code != 0 {
-            return Err(KafkaError::broker(
-                ApiKey::Produce,
-                format!("{topic}-{partition}"),
-                p.error_code,
-                p.error_message.as_ref(),
-            ));
+            // INVALID_RECORD names the offending record only in record_errors.
+            let detail = p.error_message.clone().or_else(|| {
+                p.record_errors.first().and_then(|r| r.batch_index_error_message.clone())
+            });
+            return Err(KafkaError::broker(ApiKey::Produce, format!("{topic}-{partition}"), p.error_code, detail.as_ref()));
         }
         Ok(p.base_offset)
     }
@@ -369,7 +368,10 @@ pub fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> Result<Bytes, KafkaEr
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch whenever offset - sequence changes, and a
+            // Produce may carry one batch per partition: keep the difference constant,
+            // with the batch's base sequence at -1 (no producer id).
+            sequence: i as i32 - 1,
             timestamp: now,
             key: Some(key.clone()),
             value: value.clone(),

@@ -21,5 +21,6 @@ pub mod protocol;
 pub mod rewrite;
 pub mod sasl;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -1,4 +1,5 @@
-//! The `sluice` command: serve the gateway, or check a config.
+//! The `sluice` command: serve the gateway, check a config, and operator chores
+//! (tokens, OAuth clients, tenants in the tenant store).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -9,7 +10,13 @@ use clap::{Parser, Subcommand};
 use sluice_gateway::clients::ClientStore;
 use sluice_gateway::config::Config;
 use sluice_gateway::issuer::{now_and_expiry, Claims, SigningKey};
+use sluice_gateway::config::StoreSettings;
+use sluice_gateway::kclient::PoolAccess;
 use sluice_gateway::server::Gateway;
+use sluice_gateway::store::TenantStore;
+use sluice_tenancy::store::{encode_value, TenantDoc};
+use sluice_tenancy::TenantId;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Parser)]
@@ -37,6 +44,60 @@ enum Command {
     /// OAuth clients (client-credentials grant) of sluice's own issuer.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Tenants in the pool's tenant store (the `__sluice_tenants` topic).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// Where the tenant store lives.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The pool's brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, value_delimiter = ',', required = true)]
+    bootstrap: Vec<String>,
+    #[arg(long, default_value = "__sluice_tenants")]
+    topic: String,
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create or replace a tenant from a JSON document; prints {"id":...,"version":N}
+    /// once the write has been read back from the store.
+    Put {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Write only if the stored version is N (0: only if the tenant does not exist).
+        #[arg(long)]
+        if_version: Option<u64>,
+        /// The document; `-` reads standard input.
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// `-`: read the document from standard input.
+        #[arg(value_name = "-")]
+        stdin: Option<String>,
+    },
+    /// Print a tenant as stored: {"version":N,"tenant":{...}}.
+    Get {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+    },
+    /// Print every tenant, one JSON line each.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a tenant.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        /// Delete only if the stored version is N.
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,13 +149,27 @@ enum TokenCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Tenant(tenant) = cli.command {
+        // Standard output carries the command's JSON; logs go to standard error, and
+        // only warnings unless RUST_LOG says otherwise.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .init();
+        return tenant_command(tenant).await;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
+        Command::Tenant(_) => Ok(()),
         Command::CheckConfig { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
@@ -144,6 +219,75 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<TenantStore> {
+    let access = PoolAccess {
+        bootstrap: args.bootstrap.clone(),
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(100)),
+        call_timeout: Duration::from_secs(10),
+        client_id: "sluice-cli",
+    };
+    let settings = StoreSettings { topic: args.topic.clone(), seed_file: None };
+    TenantStore::start(access, &settings, CancellationToken::new())
+        .await
+        .with_context(|| format!("opening the tenant store {} via {}", args.topic, args.bootstrap.join(",")))
+}
+
+async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Put { store, if_version, file, stdin } => {
+            let text = match (file.as_deref(), stdin.as_deref()) {
+                (Some(path), None) if path.as_os_str() == "-" => read_stdin()?,
+                (Some(path), None) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                (None, Some("-")) => read_stdin()?,
+                _ => anyhow::bail!("give the document as --file PATH, or - for standard input"),
+            };
+            // Refused before anything is written, with the field named.
+            let doc = TenantDoc::parse_checked(&text).map_err(|e| anyhow::anyhow!("invalid tenant document: {e}"))?;
+            let id = doc.id.clone();
+            let store = open_store(&store).await?;
+            let version = store.put(doc, if_version).await?;
+            println!("{}", serde_json::json!({"id": id.as_str(), "version": version}));
+            Ok(())
+        }
+        TenantCommand::Get { store, id } => {
+            let id: TenantId = id.parse().context("tenant id")?;
+            let store = open_store(&store).await?;
+            match store.get(&id) {
+                Some(t) => {
+                    println!("{}", String::from_utf8_lossy(&encode_value(&t.doc, t.version)));
+                    Ok(())
+                }
+                None => {
+                    eprintln!("tenant {id} does not exist");
+                    std::process::exit(1);
+                }
+            }
+        }
+        TenantCommand::List { store } => {
+            let store = open_store(&store).await?;
+            for (_, t) in store.snapshot().iter() {
+                println!("{}", String::from_utf8_lossy(&encode_value(&t.doc, t.version)));
+            }
+            Ok(())
+        }
+        TenantCommand::Delete { store, id, if_version } => {
+            let id: TenantId = id.parse().context("tenant id")?;
+            let store = open_store(&store).await?;
+            store.delete(&id, if_version).await?;
+            println!("{}", serde_json::json!({"id": id.as_str(), "deleted": true}));
+            Ok(())
+        }
+    }
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading standard input")?;
+    Ok(text)
 }
 
 async fn shutdown_signal() {

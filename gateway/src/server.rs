@@ -20,6 +20,8 @@ use crate::rewrite::{Addressing, Advertised};
 use crate::clients::ClientStore;
 use crate::issuer::SigningKey;
 use crate::sasl::{JwtVerifier, SaslSettings};
+use crate::kclient::PoolAccess;
+use crate::store::TenantStore;
 
 /// State every connection reads.
 pub struct Shared {
@@ -31,6 +33,8 @@ pub struct Shared {
     pub guard: Arc<crate::guard::AuthGuard>,
     /// Set when clients must authenticate with SASL.
     pub sasl: Option<SaslSettings<JwtVerifier>>,
+    /// Tenants, their limits and policies (the `__sluice_tenants` topic).
+    pub tenants: TenantStore,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -56,6 +60,21 @@ impl Gateway {
     /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let cancel = CancellationToken::new();
+        // Tenants are loaded before any listener opens: a token is never checked against a
+        // half-read store.
+        let tenants = TenantStore::start(
+            PoolAccess {
+                bootstrap: config.pool_bootstrap.clone(),
+                connect_timeout: config.connect_timeout,
+                call_timeout: Duration::from_secs(10),
+                client_id: "sluice-store",
+            },
+            &config.store,
+            cancel.child_token(),
+        )
+        .await
+        .context("starting the tenant store")?;
         let metrics = crate::telemetry::prometheus();
         let guard_settings = config.sasl.as_ref().map(|a| a.guard).unwrap_or_default();
         let guard = Arc::new(crate::guard::AuthGuard::new(guard_settings));
@@ -66,7 +85,6 @@ impl Gateway {
         let sasl = match &config.sasl {
             None => None,
             Some(auth) => {
-                let tenants: sluice_tenancy::StaticTenants = auth.tenants.iter().cloned().collect();
                 let mut issuers = auth.issuers.clone();
                 if let Some(settings) = &config.issuer {
                     // Tokens sluice mints are verified like any issuer's, from the JWKS it wrote.
@@ -78,7 +96,7 @@ impl Gateway {
                         ..Default::default()
                     });
                 }
-                let authenticator = sluice_tenancy::Authenticator::new(issuers, Arc::new(tenants))
+                let authenticator = sluice_tenancy::Authenticator::new(issuers, Arc::new(tenants.clone()))
                     .context("configuring token issuers")?;
                 // Keys that cannot be loaded now are retried when a token names them.
                 if let Err(e) = authenticator.refresh_keys().await {
@@ -94,6 +112,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             guard: guard.clone(),
             sasl,
+            tenants,
             advertised: Arc::new(Advertised {
                 addressing: Addressing::PortPerBroker {
                     host: StrBytes::from_string(config.advertised_host.clone()),
@@ -108,7 +127,6 @@ impl Gateway {
         if shared.config.auth == AuthMode::None {
             warn!("listener.auth = \"none\": this is an OPEN development listener without authentication");
         }
-        let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
 
         let bind = (shared.config.bind_host.as_str(), shared.config.bootstrap_port);

@@ -188,13 +188,16 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     let started = unix_now();
     let token = mint(&setup.gateway_bin, &setup.work_dir)?;
     let jwks = setup.work_dir.join("jwks.json");
+    // The tenant comes from the tenant store: the gateway seeds it at start when absent.
+    let seed = setup.work_dir.join("tenants.json");
+    std::fs::write(&seed, seed_tenants()).with_context(|| format!("writing {}", seed.display()))?;
     let pool = setup.pool_bootstrap.clone();
     let mechanisms = params.mechanisms.join("\", \"");
     let mut gateway = Gateway::start_with_config(
         &setup.gateway_bin,
         &setup.work_dir,
         Duration::from_secs(30),
-        |base| sasl_config(base, &pool, &jwks, &mechanisms),
+        |base| sasl_config(base, &pool, &jwks, &seed, &mechanisms),
     )
     .context("starting the gateway")?;
     eprintln!(
@@ -447,15 +450,25 @@ fn mint(bin: &Path, work_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The proxy-bench config with `listener.auth = "sasl"` and one file-backed issuer.
-fn sasl_config(base: u16, pool: &[String], jwks: &Path, mechanisms: &str) -> String {
+/// The seed file naming the bench tenant, every principal allowed everything in it.
+fn seed_tenants() -> String {
+    format!(
+        r#"[{{"id":"{TENANT}","policies":{{"all":{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["kafka-cluster:*"],"Resource":["*"]}}]}}}},"principals":{{"*":{{"policies":["all"]}}}}}}]"#
+    )
+}
+
+/// The proxy-bench config with `listener.auth = "sasl"`, one file-backed issuer and the
+/// tenant seed file.
+fn sasl_config(base: u16, pool: &[String], jwks: &Path, seed: &Path, mechanisms: &str) -> String {
     let text = config_text(base, pool)
         .replace("proxy-bench", "auth-bench")
         .replace("auth = \"none\"", "auth = \"sasl\"");
     format!(
-        "{text}\n[auth]\nmechanisms = [\"{mechanisms}\"]\ntenants = [\"{TENANT}\"]\n\n\
-         [[auth.issuers]]\nissuer = \"{ISSUER}\"\naudience = [\"sluice\"]\njwks_file = \"{}\"\n",
-        jwks.display()
+        "{text}\n[auth]\nmechanisms = [\"{mechanisms}\"]\n\n\
+         [[auth.issuers]]\nissuer = \"{ISSUER}\"\naudience = [\"sluice\"]\njwks_file = \"{}\"\n\n\
+         [store]\nseed_file = \"{}\"\n",
+        jwks.display(),
+        seed.display()
     )
 }
 
@@ -804,12 +817,16 @@ mod tests {
             51230,
             &["127.0.0.1:29091".into()],
             Path::new("/w/jwks.json"),
+            Path::new("/w/tenants.json"),
             "OAUTHBEARER\", \"PLAIN",
         );
         assert!(text.contains("auth = \"sasl\"\n"));
         assert!(!text.contains("auth = \"none\""));
         assert!(text.contains("mechanisms = [\"OAUTHBEARER\", \"PLAIN\"]\n"));
-        assert!(text.contains("tenants = [\"bench\"]\n"));
+        assert!(!text.contains("tenants = ["));
+        assert!(text.contains("[store]\nseed_file = \"/w/tenants.json\"\n"));
+        let seed: serde_json::Value = serde_json::from_str(&seed_tenants()).expect("seed is JSON");
+        assert_eq!(seed[0]["id"], TENANT);
         assert!(text.contains("jwks_file = \"/w/jwks.json\"\n"));
     }
 

@@ -153,6 +153,44 @@ impl TenantDoc {
     }
 }
 
+impl TenantDoc {
+    /// Parses and validates a document as an operator writes it, naming the failing
+    /// field by its path (`limits.max_connections`, `policies.<name>.Statement`, ...).
+    pub fn parse_checked(text: &str) -> Result<TenantDoc, String> {
+        use serde::de::Deserialize as _;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        let obj = v.as_object().ok_or("a tenant document is a JSON object")?;
+        for (field, value) in obj {
+            let at = |e: serde_json::Error| format!("{field}: {e}");
+            match field.as_str() {
+                "id" => {
+                    TenantId::deserialize(value).map_err(at)?;
+                }
+                "limits" => {
+                    TenantLimits::deserialize(value).map_err(at)?;
+                }
+                "policies" | "principals" => {
+                    let map = value.as_object().ok_or_else(|| format!("{field}: expected an object of named entries"))?;
+                    for (name, entry) in map {
+                        let r = if field == "policies" {
+                            PolicyDocument::deserialize(entry).map(drop)
+                        } else {
+                            PrincipalEntry::deserialize(entry).map(drop)
+                        };
+                        r.map_err(|e| format!("{field}.{name}: {e}"))?;
+                    }
+                }
+                other => {
+                    return Err(format!("unknown field {other:?}, expected one of id, limits, policies, principals"))
+                }
+            }
+        }
+        let doc: TenantDoc = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        doc.validate().map_err(|e| e.to_string())?;
+        Ok(doc)
+    }
+}
+
 /// A tenant as applied from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredTenant {
@@ -422,6 +460,25 @@ mod tests {
         let mut s = TenantsSnapshot::new();
         let (k, v) = encode_record(&d, 1);
         assert!(matches!(s.apply(0, &k, Some(&v)), Err(RecordError::BadValue { .. })));
+    }
+
+    #[test]
+    fn parse_checked_names_the_field() {
+        let ok = format!(r#"{{"id":"acme","policies":{{"all":{ALLOW_ALL}}},"principals":{{"*":{{"policies":["all"]}}}}}}"#);
+        assert_eq!(TenantDoc::parse_checked(&ok).expect("valid"), doc("acme"));
+        for (text, needle) in [
+            (r#"{"id":"Bad_Id"}"#.to_string(), "id:"),
+            (r#"{"id":"acme","limits":{"max_conns":1}}"#.to_string(), "limits: unknown field `max_conns`"),
+            (r#"{"id":"acme","limits":{"max_connections":-1}}"#.to_string(), "limits:"),
+            (r#"{"id":"acme","policies":{"p":{"Version":"2012-10-17","Statement":[{"Effect":"Maybe","Action":"*","Resource":"*"}]}}}"#.to_string(), "policies.p:"),
+            (r#"{"id":"acme","principals":{"bob":{"policies":["nope"]}}}"#.to_string(), "principals.bob.policies"),
+            (r#"{"id":"acme","tenants":1}"#.to_string(), "\"tenants\""),
+            (r#"{"limits":{}}"#.to_string(), "missing field `id`"),
+            ("[1]".to_string(), "JSON object"),
+        ] {
+            let err = TenantDoc::parse_checked(&text).expect_err(&text);
+            assert!(err.contains(needle), "{text}: {err} should contain {needle}");
+        }
     }
 
     #[test]

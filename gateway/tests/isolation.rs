@@ -218,23 +218,36 @@ impl Env {
     }
 
     async fn client_with(&self, token: &str, node: Option<i32>, client_id: &'static str) -> Client {
+        self.client_mech(token, node, client_id, "PLAIN").await
+    }
+
+    /// A client authenticated with `mechanism` (PLAIN: the token is the password;
+    /// OAUTHBEARER: RFC 7628 client message).
+    async fn client_mech(&self, token: &str, node: Option<i32>, client_id: &'static str, mechanism: &'static str) -> Client {
         let port = self.base + node.map(|n| n as u16).unwrap_or(0);
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut c = Client { stream, next_corr: 1, client_id, watch: None, echo: Vec::new(), checked: 0 };
         let hs: SaslHandshakeResponse =
-            c.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"))).await;
+            c.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism))).await;
         assert_eq!(hs.error_code, 0, "handshake: {hs:?}");
-        let mut msg = b"\0user\0".to_vec();
-        msg.extend_from_slice(token.as_bytes());
+        let msg = if mechanism == "OAUTHBEARER" {
+            format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
+        } else {
+            let mut msg = b"\0user\0".to_vec();
+            msg.extend_from_slice(token.as_bytes());
+            msg
+        };
         let auth: SaslAuthenticateResponse =
             c.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg))).await;
         assert_eq!(auth.error_code, 0, "authenticate: {auth:?}\n{}", self.log());
         c
     }
 
-    /// B's client: every response it reads is searched for traces of A.
+    /// B's client (OAUTHBEARER, so both mechanisms are covered): every response it reads
+    /// is searched for traces of A.
     async fn attacker(&self, a: &AState, node: Option<i32>) -> Client {
-        let mut c = self.client(&self.b, "mallory", node).await;
+        let token = self.token(&self.b, "mallory", None);
+        let mut c = self.client_mech(&token, node, "iso-client", "OAUTHBEARER").await;
         c.watch = Some(Watch::new(self, a));
         c
     }
@@ -1144,7 +1157,12 @@ async fn listings_show_nothing_of_other_tenants() {
     for v in [4i16, 9, 12] {
         let resp: MetadataResponse = b.call(ApiKey::Metadata, v, &MetadataRequest::default().with_topics(None)).await;
         let names: Vec<_> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
-        assert_eq!(names, vec!["b-own".to_owned()], "B's all-topics Metadata v{v}");
+        // B's own topics (other tests of this binary make some too), nothing of A's.
+        assert!(names.contains(&"b-own".to_owned()), "B's all-topics Metadata v{v}: {names:?}");
+        assert!(
+            names.iter().all(|n| n != A_DATA && n != A_TXN_TOPIC && !n.contains('.') && !n.starts_with("__")),
+            "B's all-topics Metadata v{v}: {names:?}"
+        );
     }
     let resp: MetadataResponse = b.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await;
     assert!(resp.topics.is_empty(), "{resp:?}");
@@ -1168,10 +1186,17 @@ async fn listings_show_nothing_of_other_tenants() {
             let echo: Vec<String> = cursor.iter().cloned().collect();
             let resp: DescribeTopicPartitionsResponse = b.echo(&strs(&echo)).call(ApiKey::DescribeTopicPartitions, v, &req).await;
             for t in &resp.topics {
-                assert_eq!(t.name.as_ref().map(|n| n.0.as_str()), Some("b-own"), "cursor {cursor:?}: {resp:?}");
+                let name = t.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
+                assert!(
+                    name != A_DATA && name != A_TXN_TOPIC && !name.contains('.') && !name.is_empty(),
+                    "cursor {cursor:?}: {resp:?}"
+                );
+            }
+            if cursor.is_none() {
+                assert!(resp.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-own")), "{resp:?}");
             }
             assert!(
-                resp.next_cursor.as_ref().is_none_or(|c| c.topic_name.0.as_str() == "b-own"),
+                resp.next_cursor.as_ref().is_none_or(|c| !c.topic_name.0.contains('.')),
                 "cursor {cursor:?}: next cursor {resp:?}"
             );
         }
@@ -1261,6 +1286,75 @@ async fn old_metadata_versions_show_nothing_of_other_tenants() {
         let own = t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-old");
         assert_eq!(t.error_code == 0, own, "B's Metadata v0: {t:?}");
     }
+}
+
+/// Requests that make the brokers write error messages naming B's (pool) resources: the
+/// messages reach B scrubbed (no pool prefix, no other tenant, no pool address).
+#[tokio::test]
+async fn broker_error_messages_are_scrubbed() {
+    let env = env();
+    let s = a_state().await;
+    let mut b = env.attacker(s, None).await;
+    let topic = format!("msg-{}", rand_hex8());
+    let create = |partitions: i32, rf: i16, configs: Vec<(&str, &str)>| {
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(tn(&topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
+            .with_configs(
+                configs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_owned()))
+                            .with_value(Some(StrBytes::from_string(v.to_owned())))
+                    })
+                    .collect(),
+            )])
+    };
+    let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create(1, -1, vec![])).await;
+    assert_eq!(resp.topics[0].error_code, 0, "{resp:?}");
+    wait_metadata(&mut b, &[&topic]).await;
+    let mut messages = Vec::new();
+    // Already exists: Kafka's message names the topic.
+    let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create(1, -1, vec![])).await;
+    assert_eq!(resp.topics[0].error_code, 36, "{resp:?}");
+    messages.push(("CreateTopics exists", resp.topics[0].error_message.clone()));
+    let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create(1, 1000, vec![])).await;
+    messages.push(("CreateTopics replication", resp.topics[0].error_message.clone()));
+    // Fewer partitions than the topic has.
+    let cp = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default().with_name(tn(&topic)).with_count(1)]);
+    let resp: CreatePartitionsResponse = b.call(ApiKey::CreatePartitions, 3, &cp).await;
+    assert_ne!(resp.results[0].error_code, 0, "{resp:?}");
+    messages.push(("CreatePartitions", resp.results[0].error_message.clone()));
+    // A config value the broker rejects.
+    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.clone()))
+        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_config_operation(0)
+            .with_value(Some(StrBytes::from_static_str("not-a-number")))])]);
+    let resp: IncrementalAlterConfigsResponse = b.call(ApiKey::IncrementalAlterConfigs, 1, &iac).await;
+    assert_ne!(resp.responses[0].error_code, 0, "{resp:?}");
+    messages.push(("IncrementalAlterConfigs", resp.responses[0].error_message.clone()));
+    let dt = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(tn(&format!("{topic}-missing"))))]);
+    let resp: DeleteTopicsResponse = b.call(ApiKey::DeleteTopics, 6, &dt).await;
+    messages.push(("DeleteTopics missing", resp.responses[0].error_message.clone()));
+    let with_text: Vec<_> = messages.iter().filter(|(_, m)| m.as_ref().is_some_and(|m| !m.is_empty())).collect();
+    assert!(!with_text.is_empty(), "no broker message reached B at all: {messages:?}");
+    for (what, m) in &messages {
+        let m = m.as_ref().map(|m| m.as_str()).unwrap_or("");
+        for bad in [env.a.as_str(), "iso-a", env.b.as_str(), "2909", "__consumer_offsets"] {
+            assert!(!m.contains(bad), "{what}: message reveals {bad:?}: {m:?}");
+        }
+    }
+    eprintln!("broker messages B saw: {messages:?}");
+    assert!(b.checked >= 6);
 }
 
 #[tokio::test]

@@ -120,7 +120,10 @@ fn setup() -> Env {
 
     let a = format!("iso-a-{}", rand_hex8());
     let b = format!("iso-b-{}", rand_hex8());
-    put_tenant(&dir, &serde_json::json!({"id": a, "policies": {"all": allow_all()}, "principals": {"*": {"policies": ["all"]}}}));
+    put_tenant(
+        &dir,
+        &serde_json::json!({"id": a, "policies": {"all": allow_all()}, "principals": {"*": {"policies": ["all"]}}}),
+    );
     let arn_topic = |p: &str| format!("arn:sluice:kafka:::topic/{b}/{p}");
     let narrow = serde_json::json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"], "Resource": [format!("arn:sluice:kafka:::cluster/{b}")]},
@@ -223,12 +226,23 @@ impl Env {
 
     /// A client authenticated with `mechanism` (PLAIN: the token is the password;
     /// OAUTHBEARER: RFC 7628 client message).
-    async fn client_mech(&self, token: &str, node: Option<i32>, client_id: &'static str, mechanism: &'static str) -> Client {
+    async fn client_mech(
+        &self,
+        token: &str,
+        node: Option<i32>,
+        client_id: &'static str,
+        mechanism: &'static str,
+    ) -> Client {
         let port = self.base + node.map(|n| n as u16).unwrap_or(0);
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut c = Client { stream, next_corr: 1, client_id, watch: None, echo: Vec::new(), checked: 0 };
-        let hs: SaslHandshakeResponse =
-            c.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism))).await;
+        let hs: SaslHandshakeResponse = c
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+            )
+            .await;
         assert_eq!(hs.error_code, 0, "handshake: {hs:?}");
         let msg = if mechanism == "OAUTHBEARER" {
             format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
@@ -237,8 +251,9 @@ impl Env {
             msg.extend_from_slice(token.as_bytes());
             msg
         };
-        let auth: SaslAuthenticateResponse =
-            c.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg))).await;
+        let auth: SaslAuthenticateResponse = c
+            .call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg)))
+            .await;
         assert_eq!(auth.error_code, 0, "authenticate: {auth:?}\n{}", self.log());
         c
     }
@@ -379,7 +394,8 @@ impl Client {
             }
             for (what, bytes) in &watch.forbidden {
                 if let Some(at) = find(&rest, bytes) {
-                    let around = String::from_utf8_lossy(&rest[at.saturating_sub(60)..(at + 60).min(rest.len())]).into_owned();
+                    let around =
+                        String::from_utf8_lossy(&rest[at.saturating_sub(60)..(at + 60).min(rest.len())]).into_owned();
                     panic!("{key:?} v{version} answer to B reveals {what} near {around:?}:\n{resp:?}");
                 }
             }
@@ -388,7 +404,12 @@ impl Client {
         resp
     }
 
-    async fn call<R: Encodable, Resp: Decodable + std::fmt::Debug>(&mut self, key: ApiKey, version: i16, body: &R) -> Resp {
+    async fn call<R: Encodable, Resp: Decodable + std::fmt::Debug>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &R,
+    ) -> Resp {
         let corr = self.send(key, version, body).await;
         self.recv(key, version, corr).await
     }
@@ -424,7 +445,8 @@ fn metadata_by_names(names: &[&str]) -> MetadataRequest {
 }
 
 fn batch(values: &[&str], txn: Option<(i64, i16)>) -> Bytes {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -447,8 +469,12 @@ fn batch(values: &[&str], txn: Option<(i64, i16)>) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     buf.freeze()
 }
 
@@ -522,7 +548,10 @@ async fn a_state() -> &'static AState {
         return s;
     }
     // A failed setup would leave half of A behind; the first failure is the one to read.
-    assert!(!A_STATE_TRIED.swap(true, std::sync::atomic::Ordering::SeqCst), "tenant A's setup failed in an earlier test");
+    assert!(
+        !A_STATE_TRIED.swap(true, std::sync::atomic::Ordering::SeqCst),
+        "tenant A's setup failed in an earlier test"
+    );
     A_STATE.get_or_init(make_a_state).await
 }
 
@@ -532,10 +561,9 @@ async fn wait_metadata(c: &mut Client, names: &[&str]) -> MetadataResponse {
     loop {
         let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &metadata_by_names(names)).await;
         let ready = md.topics.len() == names.len()
-            && md
-                .topics
-                .iter()
-                .all(|t| t.error_code == 0 && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader_id.0 >= 0));
+            && md.topics.iter().all(|t| {
+                t.error_code == 0 && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
+            });
         if ready {
             return md;
         }
@@ -570,8 +598,14 @@ async fn make_a_state() -> AState {
     let env = env();
     let mut a = env.client(&env.a, "alice", None).await;
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
-        create_topics_request::CreatableTopic::default().with_name(tn(A_DATA)).with_num_partitions(2).with_replication_factor(-1),
-        create_topics_request::CreatableTopic::default().with_name(tn(A_TXN_TOPIC)).with_num_partitions(1).with_replication_factor(-1),
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn(A_DATA))
+            .with_num_partitions(2)
+            .with_replication_factor(-1),
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn(A_TXN_TOPIC))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
     ]);
     let created: CreateTopicsResponse = a.call(ApiKey::CreateTopics, 7, &create).await;
     for t in &created.topics {
@@ -588,13 +622,15 @@ async fn make_a_state() -> AState {
     partitions.sort();
     let data_leaders: Vec<i32> = partitions.iter().map(|p| p.1).collect();
 
-    let records = vec![vec!["a0-first".to_owned(), "a0-second".to_owned(), "a0-third".to_owned()], vec!["a1-only".to_owned()]];
+    let records =
+        vec![vec!["a0-first".to_owned(), "a0-second".to_owned(), "a0-third".to_owned()], vec!["a1-only".to_owned()]];
     for (p, values) in records.iter().enumerate() {
         let mut leader = env.client(&env.a, "alice", Some(data_leaders[p])).await;
         let vals: Vec<&str> = values.iter().map(String::as_str).collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let resp: ProduceResponse = leader.call(ApiKey::Produce, 9, &produce_by_name(A_DATA, p as i32, batch(&vals, None))).await;
+            let resp: ProduceResponse =
+                leader.call(ApiKey::Produce, 9, &produce_by_name(A_DATA, p as i32, batch(&vals, None))).await;
             let part = &resp.responses[0].partition_responses[0];
             // UNKNOWN_TOPIC_OR_PARTITION while the leader learns of the new topic.
             if part.error_code == UNKNOWN_TOPIC_OR_PARTITION && Instant::now() < deadline {
@@ -614,15 +650,19 @@ async fn make_a_state() -> AState {
         .with_group_id(gid(A_GROUP))
         .with_generation_id_or_member_epoch(-1)
         .with_member_id(StrBytes::from_static_str(""))
-        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(tn(A_DATA)).with_partitions(
-            committed
-                .iter()
-                .enumerate()
-                .map(|(p, o)| {
-                    offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(p as i32).with_committed_offset(*o)
-                })
-                .collect(),
-        )]);
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default().with_name(tn(A_DATA)).with_partitions(
+                committed
+                    .iter()
+                    .enumerate()
+                    .map(|(p, o)| {
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(p as i32)
+                            .with_committed_offset(*o)
+                    })
+                    .collect(),
+            ),
+        ]);
     let resp: OffsetCommitResponse = coord.call(ApiKey::OffsetCommit, 8, &commit).await;
     for p in &resp.topics[0].partitions {
         assert_eq!(p.error_code, 0, "A commits: {resp:?}");
@@ -649,9 +689,11 @@ async fn make_a_state() -> AState {
         .with_v3_and_below_transactional_id(txid(A_TXN))
         .with_v3_and_below_producer_id(pid.producer_id)
         .with_v3_and_below_producer_epoch(pid.producer_epoch)
-        .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
-            .with_name(tn(A_TXN_TOPIC))
-            .with_partitions(vec![0])]);
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(tn(A_TXN_TOPIC))
+                .with_partitions(vec![0]),
+        ]);
     let resp: AddPartitionsToTxnResponse = tc.call(ApiKey::AddPartitionsToTxn, 3, &add).await;
     assert!(
         resp.results_by_topic_v3_and_below
@@ -679,11 +721,13 @@ async fn make_a_state() -> AState {
 }
 
 fn offset_fetch(group: &str, topic: &str) -> OffsetFetchRequest {
-    OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
-        .with_group_id(gid(group))
-        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
-            .with_name(tn(topic))
-            .with_partition_indexes(vec![0, 1])]))])
+    OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(gid(group)).with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(tn(topic))
+                .with_partition_indexes(vec![0, 1]),
+        ])),
+    ])
 }
 
 /// A still reads exactly its records, its group's offsets, its open transaction and its
@@ -703,12 +747,20 @@ async fn assert_a_intact(s: &AState, after: &str) {
             .map(|x| x.leader_id.0)
             .unwrap_or_else(|| panic!("after {after}: A's partition {p} is gone"));
         let mut lc = env.client(&env.a, "alice", Some(leader)).await;
-        let req = fetch(vec![fetch_request::FetchTopic::default().with_topic(tn(A_DATA)).with_partitions(vec![fetch_partition(p as i32)])]);
+        let req = fetch(vec![
+            fetch_request::FetchTopic::default()
+                .with_topic(tn(A_DATA))
+                .with_partitions(vec![fetch_partition(p as i32)]),
+        ]);
         let resp: FetchResponse = lc.call(ApiKey::Fetch, 12, &req).await;
         let part = &resp.responses[0].partitions[0];
         assert_eq!(part.error_code, 0, "after {after}: A fetch: {resp:?}");
         assert_eq!(&values_of(&part.records), expected, "after {after}: A's records of partition {p}");
-        assert_eq!(part.high_watermark, expected.len() as i64, "after {after}: records were added to A's partition {p}");
+        assert_eq!(
+            part.high_watermark,
+            expected.len() as i64,
+            "after {after}: records were added to A's partition {p}"
+        );
         assert_eq!(part.log_start_offset, 0, "after {after}: A's records were deleted");
     }
     let node = coordinator(&mut a, A_GROUP, 0).await;
@@ -716,17 +768,29 @@ async fn assert_a_intact(s: &AState, after: &str) {
     let resp: OffsetFetchResponse = coord.call(ApiKey::OffsetFetch, 8, &offset_fetch(A_GROUP, A_DATA)).await;
     let group = &resp.groups[0];
     assert_eq!(group.error_code, 0, "after {after}: {resp:?}");
-    let mut offsets: Vec<_> = group.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect();
+    let mut offsets: Vec<_> =
+        group.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect();
     offsets.sort();
-    assert_eq!(offsets.iter().map(|o| o.1).collect::<Vec<_>>(), s.committed, "after {after}: A's committed offsets changed");
+    assert_eq!(
+        offsets.iter().map(|o| o.1).collect::<Vec<_>>(),
+        s.committed,
+        "after {after}: A's committed offsets changed"
+    );
 
     let node = coordinator(&mut a, A_TXN, 1).await;
     let mut tc = env.client(&env.a, "alice", Some(node)).await;
     let resp: DescribeTransactionsResponse = tc
-        .call(ApiKey::DescribeTransactions, 0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid(A_TXN)]))
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid(A_TXN)]),
+        )
         .await;
     let t = &resp.transaction_states[0];
-    assert_eq!(t.error_code, 0, "after {after}: DescribeTransactions at node {node} (A's FindCoordinator answer): {resp:?}");
+    assert_eq!(
+        t.error_code, 0,
+        "after {after}: DescribeTransactions at node {node} (A's FindCoordinator answer): {resp:?}"
+    );
     assert_eq!(t.transaction_state.as_str(), "Ongoing", "after {after}: A's transaction is no longer open: {resp:?}");
     assert_eq!(t.producer_id.0, s.txn_producer_id, "after {after}: A's transactional producer changed");
 }
@@ -806,7 +870,11 @@ async fn b_reaches_nothing_of_a_by_topic_name() {
         }
         let topics = all
             .iter()
-            .map(|n| fetch_request::FetchTopic::default().with_topic(tn(n)).with_partitions(vec![fetch_partition(0), fetch_partition(1)]))
+            .map(|n| {
+                fetch_request::FetchTopic::default()
+                    .with_topic(tn(n))
+                    .with_partitions(vec![fetch_partition(0), fetch_partition(1)])
+            })
             .collect();
         let resp: FetchResponse = bn.echo(&all).call(ApiKey::Fetch, 12, &fetch(topics)).await;
         for t in &resp.responses {
@@ -838,7 +906,9 @@ async fn b_reaches_nothing_of_a_by_topic_name() {
     }
     let dp = DescribeProducersRequest::default().with_topics(
         all.iter()
-            .map(|n| describe_producers_request::TopicRequest::default().with_name(tn(n)).with_partition_indexes(vec![0]))
+            .map(|n| {
+                describe_producers_request::TopicRequest::default().with_name(tn(n)).with_partition_indexes(vec![0])
+            })
             .collect(),
     );
     let resp: DescribeProducersResponse = b.echo(&all).call(ApiKey::DescribeProducers, 0, &dp).await;
@@ -880,7 +950,9 @@ async fn b_reaches_nothing_of_a_by_topic_name() {
         }
     }
     let cp = CreatePartitionsRequest::default().with_timeout_ms(5000).with_topics(
-        all.iter().map(|n| create_partitions_request::CreatePartitionsTopic::default().with_name(tn(n)).with_count(5)).collect(),
+        all.iter()
+            .map(|n| create_partitions_request::CreatePartitionsTopic::default().with_name(tn(n)).with_count(5))
+            .collect(),
     );
     let resp: CreatePartitionsResponse = b.echo(&all).call(ApiKey::CreatePartitions, 3, &cp).await;
     for r in &resp.results {
@@ -892,10 +964,12 @@ async fn b_reaches_nothing_of_a_by_topic_name() {
                 incremental_alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(StrBytes::from_string(n.to_string()))
-                    .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                        .with_name(StrBytes::from_static_str("retention.ms"))
-                        .with_config_operation(0)
-                        .with_value(Some(StrBytes::from_static_str("1")))])
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(StrBytes::from_static_str("1"))),
+                    ])
             })
             .collect(),
     );
@@ -903,9 +977,9 @@ async fn b_reaches_nothing_of_a_by_topic_name() {
     for r in &resp.responses {
         assert_ne!(r.error_code, 0, "B's IncrementalAlterConfigs of {:?}: {r:?}", r.resource_name);
     }
-    let dt = DeleteTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(all.iter().map(|n| delete_topics_request::DeleteTopicState::default().with_name(Some(tn(n)))).collect());
+    let dt = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topics(
+        all.iter().map(|n| delete_topics_request::DeleteTopicState::default().with_name(Some(tn(n)))).collect(),
+    );
     let resp: DeleteTopicsResponse = b.echo(&all).call(ApiKey::DeleteTopics, 6, &dt).await;
     for r in &resp.responses {
         assert_ne!(r.error_code, 0, "B's DeleteTopics of {:?}: {r:?}", r.name);
@@ -951,9 +1025,15 @@ async fn b_reaches_nothing_of_a_by_group_or_transactional_id() {
             .with_group_id(gid(g))
             .with_generation_id_or_member_epoch(-1)
             .with_member_id(StrBytes::from_static_str(""))
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(tn(&a_topic)).with_partitions(vec![
-                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(0),
-            ])]);
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(tn(&a_topic)).with_partitions(
+                    vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(0),
+                    ],
+                ),
+            ]);
         let _: OffsetCommitResponse = bc.echo(&echo).call(ApiKey::OffsetCommit, 8, &commit).await;
         let join = JoinGroupRequest::default()
             .with_group_id(gid(g))
@@ -961,9 +1041,11 @@ async fn b_reaches_nothing_of_a_by_group_or_transactional_id() {
             .with_rebalance_timeout_ms(10_000)
             .with_member_id(StrBytes::from_static_str(""))
             .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str("range"))
-                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])),
+            ]);
         let resp: JoinGroupResponse = bc.echo(&echo).call(ApiKey::JoinGroup, 7, &join).await;
         // Either refused or a fresh group of B's own: never A's members.
         assert!(resp.members.is_empty(), "B's JoinGroup {g}: {resp:?}");
@@ -972,9 +1054,9 @@ async fn b_reaches_nothing_of_a_by_group_or_transactional_id() {
             .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(resp.member_id.clone())]);
         let _: LeaveGroupResponse = bc.echo(&echo).call(ApiKey::LeaveGroup, 4, &leave).await;
         let od = OffsetDeleteRequest::default().with_group_id(gid(g)).with_topics(vec![
-            offset_delete_request::OffsetDeleteRequestTopic::default()
-                .with_name(tn(A_DATA))
-                .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+            offset_delete_request::OffsetDeleteRequestTopic::default().with_name(tn(A_DATA)).with_partitions(vec![
+                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+            ]),
         ]);
         let _: OffsetDeleteResponse = bc.echo(&echo).call(ApiKey::OffsetDelete, 0, &od).await;
     }
@@ -1002,7 +1084,11 @@ async fn b_reaches_nothing_of_a_by_group_or_transactional_id() {
         let mut bc = env.attacker(s, Some(node)).await;
         let resp: DescribeTransactionsResponse = bc
             .echo(&tall)
-            .call(ApiKey::DescribeTransactions, 0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid(t)]))
+            .call(
+                ApiKey::DescribeTransactions,
+                0,
+                &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid(t)]),
+            )
             .await;
         for x in &resp.transaction_states {
             assert!(
@@ -1021,9 +1107,11 @@ async fn b_reaches_nothing_of_a_by_group_or_transactional_id() {
             .with_v3_and_below_transactional_id(txid(t))
             .with_v3_and_below_producer_id(ProducerId(s.txn_producer_id))
             .with_v3_and_below_producer_epoch(0)
-            .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
-                .with_name(tn(A_TXN_TOPIC))
-                .with_partitions(vec![0])]);
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(tn(A_TXN_TOPIC))
+                    .with_partitions(vec![0]),
+            ]);
         let _: AddPartitionsToTxnResponse = bc.echo(&tall).call(ApiKey::AddPartitionsToTxn, 3, &add).await;
         let init = InitProducerIdRequest::default()
             .with_transactional_id(Some(txid(t)))
@@ -1045,7 +1133,9 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
 
     // Metadata v12 by id.
     let md = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(
-        ids.iter().map(|id| metadata_request::MetadataRequestTopic::default().with_topic_id(*id).with_name(None)).collect(),
+        ids.iter()
+            .map(|id| metadata_request::MetadataRequestTopic::default().with_topic_id(*id).with_name(None))
+            .collect(),
     ));
     let resp: MetadataResponse = b.echo_ids(&ids).call(ApiKey::Metadata, 12, &md).await;
     for t in &resp.topics {
@@ -1063,7 +1153,11 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
         for v in 13..=max_fetch {
             let topics = ids
                 .iter()
-                .map(|id| fetch_request::FetchTopic::default().with_topic_id(*id).with_partitions(vec![fetch_partition(0), fetch_partition(1)]))
+                .map(|id| {
+                    fetch_request::FetchTopic::default()
+                        .with_topic_id(*id)
+                        .with_partitions(vec![fetch_partition(0), fetch_partition(1)])
+                })
                 .collect();
             let resp: FetchResponse = bn.echo_ids(&ids).call(ApiKey::Fetch, v, &fetch(topics)).await;
             if resp.error_code != UNKNOWN_TOPIC_ID {
@@ -1081,7 +1175,9 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
                 ids.iter()
                     .map(|id| {
                         produce_request::TopicProduceData::default().with_topic_id(*id).with_partition_data(vec![
-                            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch(&["b-by-id"], None))),
+                            produce_request::PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch(&["b-by-id"], None))),
                         ])
                     })
                     .collect(),
@@ -1090,7 +1186,10 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
             assert_eq!(resp.responses.len(), 2, "{resp:?}");
             for t in &resp.responses {
                 for p in &t.partition_responses {
-                    assert_eq!(p.error_code, UNKNOWN_TOPIC_ID, "B's Produce v{produce_max} by A's id via node {node}: {resp:?}");
+                    assert_eq!(
+                        p.error_code, UNKNOWN_TOPIC_ID,
+                        "B's Produce v{produce_max} by A's id via node {node}: {resp:?}"
+                    );
                 }
             }
         }
@@ -1108,7 +1207,9 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
                     ids.iter()
                         .map(|id| {
                             share_fetch_request::FetchTopic::default().with_topic_id(*id).with_partitions(vec![
-                                share_fetch_request::FetchPartition::default().with_partition_index(0).with_partition_max_bytes(1 << 20),
+                                share_fetch_request::FetchPartition::default()
+                                    .with_partition_index(0)
+                                    .with_partition_max_bytes(1 << 20),
                             ])
                         })
                         .collect(),
@@ -1116,7 +1217,10 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
             let resp: ShareFetchResponse = bn.echo_ids(&ids).call(ApiKey::ShareFetch, v, &req).await;
             for t in &resp.responses {
                 for p in &t.partitions {
-                    assert!(p.error_code != 0 && values_of(&p.records).is_empty(), "B's ShareFetch v{v} by A's id: {resp:?}");
+                    assert!(
+                        p.error_code != 0 && values_of(&p.records).is_empty(),
+                        "B's ShareFetch v{v} by A's id: {resp:?}"
+                    );
                 }
             }
         }
@@ -1124,7 +1228,9 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
 
     // DeleteTopics by id.
     let dt = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topics(
-        ids.iter().map(|id| delete_topics_request::DeleteTopicState::default().with_name(None).with_topic_id(*id)).collect(),
+        ids.iter()
+            .map(|id| delete_topics_request::DeleteTopicState::default().with_name(None).with_topic_id(*id))
+            .collect(),
     );
     let resp: DeleteTopicsResponse = b.echo_ids(&ids).call(ApiKey::DeleteTopics, 6, &dt).await;
     assert_eq!(resp.responses.len(), 2, "{resp:?}");
@@ -1132,12 +1238,15 @@ async fn b_gets_unknown_topic_id_for_a_topic_ids() {
         assert_eq!(r.error_code, UNKNOWN_TOPIC_ID, "B's DeleteTopics by A's id: {r:?}");
     }
     // A random id is answered the same way: nothing tells A's ids from unknown ones.
-    let dt = DeleteTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(None).with_topic_id(random_uuid())]);
+    let dt = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_name(None).with_topic_id(random_uuid()),
+    ]);
     let random: DeleteTopicsResponse = b.call(ApiKey::DeleteTopics, 6, &dt).await;
     assert_eq!(random.responses[0].error_code, UNKNOWN_TOPIC_ID);
-    assert_eq!(random.responses[0].error_message, resp.responses[0].error_message, "A's id answered differently from a random id");
+    assert_eq!(
+        random.responses[0].error_message, resp.responses[0].error_message,
+        "A's id answered differently from a random id"
+    );
     assert_a_intact(s, "topic id attacks").await;
 }
 
@@ -1148,7 +1257,10 @@ async fn listings_show_nothing_of_other_tenants() {
     let mut b = env.attacker(s, None).await;
     // B has a topic of its own, so the listings are not trivially empty.
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
-        create_topics_request::CreatableTopic::default().with_name(tn("b-own")).with_num_partitions(1).with_replication_factor(-1),
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn("b-own"))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
     ]);
     let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create).await;
     assert!(matches!(resp.topics[0].error_code, 0 | 36), "{resp:?}");
@@ -1164,7 +1276,8 @@ async fn listings_show_nothing_of_other_tenants() {
             "B's all-topics Metadata v{v}: {names:?}"
         );
     }
-    let resp: MetadataResponse = b.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await;
+    let resp: MetadataResponse =
+        b.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await;
     assert!(resp.topics.is_empty(), "{resp:?}");
 
     if let Some(v) = b.version(ApiKey::DescribeTopicPartitions, 0).await {
@@ -1177,14 +1290,16 @@ async fn listings_show_nothing_of_other_tenants() {
             Some(env.a.clone()),
         ];
         for cursor in cursors {
-            let mut req = DescribeTopicPartitionsRequest::default().with_response_partition_limit(2000).with_topics(vec![]);
+            let mut req =
+                DescribeTopicPartitionsRequest::default().with_response_partition_limit(2000).with_topics(vec![]);
             if let Some(c) = &cursor {
                 req = req.with_cursor(Some(
                     describe_topic_partitions_request::Cursor::default().with_topic_name(tn(c)).with_partition_index(0),
                 ));
             }
             let echo: Vec<String> = cursor.iter().cloned().collect();
-            let resp: DescribeTopicPartitionsResponse = b.echo(&strs(&echo)).call(ApiKey::DescribeTopicPartitions, v, &req).await;
+            let resp: DescribeTopicPartitionsResponse =
+                b.echo(&strs(&echo)).call(ApiKey::DescribeTopicPartitions, v, &req).await;
             for t in &resp.topics {
                 let name = t.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
                 assert!(
@@ -1193,7 +1308,10 @@ async fn listings_show_nothing_of_other_tenants() {
                 );
             }
             if cursor.is_none() {
-                assert!(resp.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-own")), "{resp:?}");
+                assert!(
+                    resp.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-own")),
+                    "{resp:?}"
+                );
             }
             assert!(
                 resp.next_cursor.as_ref().is_none_or(|c| !c.topic_name.0.contains('.')),
@@ -1204,7 +1322,8 @@ async fn listings_show_nothing_of_other_tenants() {
         let req = DescribeTopicPartitionsRequest::default().with_response_partition_limit(2000).with_topics(
             names.iter().map(|n| describe_topic_partitions_request::TopicRequest::default().with_name(tn(n))).collect(),
         );
-        let resp: DescribeTopicPartitionsResponse = b.echo(&strs(&names)).call(ApiKey::DescribeTopicPartitions, v, &req).await;
+        let resp: DescribeTopicPartitionsResponse =
+            b.echo(&strs(&names)).call(ApiKey::DescribeTopicPartitions, v, &req).await;
         for t in &resp.topics {
             assert!(t.error_code != 0 && t.partitions.is_empty() && t.topic_id.is_nil(), "{t:?}");
         }
@@ -1223,13 +1342,17 @@ async fn listings_show_nothing_of_other_tenants() {
             if bn.version(ApiKey::ListGroups, v).await != Some(v) {
                 continue;
             }
-            let resp: ListGroupsResponse = bn.echo(&own_names).call(ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
+            let resp: ListGroupsResponse =
+                bn.echo(&own_names).call(ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
             for g in &resp.groups {
                 let name = g.group_id.0.as_str();
                 // A's `grp` would show as `grp` (mis-stripped) or with A's prefix; B's own
                 // group of that name exists only if the group attack made it.
                 assert!(name != A_GROUP, "B's ListGroups v{v} on node {node} shows {g:?}");
-                assert!(!name.contains('.') || own.iter().any(|o| o == name), "B's ListGroups v{v} on node {node} shows {g:?}");
+                assert!(
+                    !name.contains('.') || own.iter().any(|o| o == name),
+                    "B's ListGroups v{v} on node {node} shows {g:?}"
+                );
                 if name == a_group_pool {
                     assert_ne!(g.group_state.as_str(), "Stable", "{g:?}");
                 }
@@ -1241,7 +1364,8 @@ async fn listings_show_nothing_of_other_tenants() {
         if lt_max >= 2 {
             let a_pattern = format!("{}.*", env.a);
             for pattern in [".*", a_pattern.as_str(), "(?s).*", ".*\\..*", "iso-.*"] {
-                let lt = ListTransactionsRequest::default().with_transactional_id_pattern(Some(StrBytes::from_string(pattern.to_owned())));
+                let lt = ListTransactionsRequest::default()
+                    .with_transactional_id_pattern(Some(StrBytes::from_string(pattern.to_owned())));
                 let echo: Vec<&str> = own_names.iter().copied().chain([pattern]).collect();
                 let resp: ListTransactionsResponse = bn.echo(&echo).call(ApiKey::ListTransactions, lt_max, &lt).await;
                 assert!(
@@ -1264,7 +1388,10 @@ async fn old_metadata_versions_show_nothing_of_other_tenants() {
     let s = a_state().await;
     let mut b = env.attacker(s, None).await;
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
-        create_topics_request::CreatableTopic::default().with_name(tn("b-old")).with_num_partitions(1).with_replication_factor(-1),
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn("b-old"))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
     ]);
     let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create).await;
     assert!(matches!(resp.topics[0].error_code, 0 | 36), "{resp:?}");
@@ -1273,7 +1400,10 @@ async fn old_metadata_versions_show_nothing_of_other_tenants() {
         let mut bv = env.attacker(s, None).await;
         let resp: MetadataResponse = bv.call(ApiKey::Metadata, v, &MetadataRequest::default().with_topics(None)).await;
         let names: Vec<_> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
-        assert!(names.contains(&"b-old".to_owned()) && names.iter().all(|n| !n.contains('.')), "B's Metadata v{v}: {names:?}");
+        assert!(
+            names.contains(&"b-old".to_owned()) && names.iter().all(|n| !n.contains('.')),
+            "B's Metadata v{v}: {names:?}"
+        );
     }
     let mut bv = env.attacker(s, None).await;
     let a_name = env.pool_prefix_a() + A_DATA;
@@ -1297,20 +1427,22 @@ async fn broker_error_messages_are_scrubbed() {
     let mut b = env.attacker(s, None).await;
     let topic = format!("msg-{}", rand_hex8());
     let create = |partitions: i32, rf: i16, configs: Vec<(&str, &str)>| {
-        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default()
-            .with_name(tn(&topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)
-            .with_configs(
-                configs
-                    .into_iter()
-                    .map(|(k, v)| {
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_owned()))
-                            .with_value(Some(StrBytes::from_string(v.to_owned())))
-                    })
-                    .collect(),
-            )])
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(tn(&topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf)
+                .with_configs(
+                    configs
+                        .into_iter()
+                        .map(|(k, v)| {
+                            create_topics_request::CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.to_owned()))
+                                .with_value(Some(StrBytes::from_string(v.to_owned())))
+                        })
+                        .collect(),
+                ),
+        ])
     };
     let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create(1, -1, vec![])).await;
     assert_eq!(resp.topics[0].error_code, 0, "{resp:?}");
@@ -1323,26 +1455,30 @@ async fn broker_error_messages_are_scrubbed() {
     let resp: CreateTopicsResponse = b.call(ApiKey::CreateTopics, 7, &create(1, 1000, vec![])).await;
     messages.push(("CreateTopics replication", resp.topics[0].error_message.clone()));
     // Fewer partitions than the topic has.
-    let cp = CreatePartitionsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default().with_name(tn(&topic)).with_count(1)]);
+    let cp = CreatePartitionsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default().with_name(tn(&topic)).with_count(1),
+    ]);
     let resp: CreatePartitionsResponse = b.call(ApiKey::CreatePartitions, 3, &cp).await;
     assert_ne!(resp.results[0].error_code, 0, "{resp:?}");
     messages.push(("CreatePartitions", resp.results[0].error_message.clone()));
     // A config value the broker rejects.
-    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_string(topic.clone()))
-        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-            .with_name(StrBytes::from_static_str("retention.ms"))
-            .with_config_operation(0)
-            .with_value(Some(StrBytes::from_static_str("not-a-number")))])]);
+    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.clone()))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("not-a-number"))),
+            ]),
+    ]);
     let resp: IncrementalAlterConfigsResponse = b.call(ApiKey::IncrementalAlterConfigs, 1, &iac).await;
     assert_ne!(resp.responses[0].error_code, 0, "{resp:?}");
     messages.push(("IncrementalAlterConfigs", resp.responses[0].error_message.clone()));
-    let dt = DeleteTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(tn(&format!("{topic}-missing"))))]);
+    let dt = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_name(Some(tn(&format!("{topic}-missing")))),
+    ]);
     let resp: DeleteTopicsResponse = b.call(ApiKey::DeleteTopics, 6, &dt).await;
     messages.push(("DeleteTopics missing", resp.responses[0].error_message.clone()));
     let with_text: Vec<_> = messages.iter().filter(|(_, m)| m.as_ref().is_some_and(|m| !m.is_empty())).collect();
@@ -1363,9 +1499,15 @@ async fn cluster_resources_are_refused_to_tenants() {
     let s = a_state().await;
     let mut b = env.attacker(s, None).await;
     let dc = DescribeConfigsRequest::default().with_resources(vec![
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("")),
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(8).with_resource_name(StrBytes::from_static_str("1")),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1")),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("")),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(8)
+            .with_resource_name(StrBytes::from_static_str("1")),
         describe_configs_request::DescribeConfigsResource::default()
             .with_resource_type(2)
             .with_resource_name(StrBytes::from_static_str("b-cfg-missing")),
@@ -1377,19 +1519,26 @@ async fn cluster_resources_are_refused_to_tenants() {
             assert_eq!(r.error_code, UNKNOWN_TOPIC_OR_PARTITION, "a missing topic of B's own: {resp:?}");
         } else {
             let what = (r.resource_type, r.resource_name.as_str());
-            assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED, "B's DescribeConfigs of broker resource {what:?}: {r:?}");
+            assert_eq!(
+                r.error_code, CLUSTER_AUTHORIZATION_FAILED,
+                "B's DescribeConfigs of broker resource {what:?}: {r:?}"
+            );
         }
         assert!(r.configs.is_empty());
     }
     let types: Vec<_> = resp.results.iter().map(|r| r.resource_type).collect();
     assert_eq!(types.iter().filter(|t| **t == 4).count(), 2, "{resp:?}");
-    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-        .with_resource_type(4)
-        .with_resource_name(StrBytes::from_static_str("1"))
-        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-            .with_name(StrBytes::from_static_str("log.retention.ms"))
-            .with_config_operation(0)
-            .with_value(Some(StrBytes::from_static_str("1")))])]);
+    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("log.retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("1"))),
+            ]),
+    ]);
     let resp: IncrementalAlterConfigsResponse = b.call(ApiKey::IncrementalAlterConfigs, 1, &iac).await;
     assert_eq!(resp.responses[0].error_code, CLUSTER_AUTHORIZATION_FAILED, "{resp:?}");
     assert_a_intact(s, "broker configs").await;
@@ -1402,7 +1551,9 @@ async fn a_stolen_fetch_session_is_refused() {
     let leader = s.data_leaders[0];
     let mut a = env.client(&env.a, "alice", Some(leader)).await;
     // A full fetch with epoch 0 creates a session on the leader.
-    let mut req = fetch(vec![fetch_request::FetchTopic::default().with_topic_id(s.data_id).with_partitions(vec![fetch_partition(0)])]);
+    let mut req = fetch(vec![
+        fetch_request::FetchTopic::default().with_topic_id(s.data_id).with_partitions(vec![fetch_partition(0)]),
+    ]);
     req.session_id = 0;
     req.session_epoch = 0;
     let resp: FetchResponse = a.call(ApiKey::Fetch, 13, &req).await;
@@ -1429,7 +1580,8 @@ async fn a_stolen_fetch_session_is_refused() {
         let mut forget = fetch(vec![]);
         forget.session_id = id;
         forget.session_epoch = 1;
-        forget.forgotten_topics_data = vec![fetch_request::ForgottenTopic::default().with_topic_id(s.data_id).with_partitions(vec![0])];
+        forget.forgotten_topics_data =
+            vec![fetch_request::ForgottenTopic::default().with_topic_id(s.data_id).with_partitions(vec![0])];
         let resp: FetchResponse = b.call(ApiKey::Fetch, 13, &forget).await;
         assert_ne!(resp.error_code, 0, "B's forget through session {id}: {resp:?}");
     }
@@ -1456,7 +1608,12 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(
         [&orders_east, &payments]
             .iter()
-            .map(|n| create_topics_request::CreatableTopic::default().with_name(tn(n)).with_num_partitions(1).with_replication_factor(-1))
+            .map(|n| {
+                create_topics_request::CreatableTopic::default()
+                    .with_name(tn(n))
+                    .with_num_partitions(1)
+                    .with_replication_factor(-1)
+            })
             .collect(),
     );
     let resp: CreateTopicsResponse = admin.call(ApiKey::CreateTopics, 7, &create).await;
@@ -1471,7 +1628,12 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(
         [&orders, &other]
             .iter()
-            .map(|n| create_topics_request::CreatableTopic::default().with_name(tn(n)).with_num_partitions(1).with_replication_factor(-1))
+            .map(|n| {
+                create_topics_request::CreatableTopic::default()
+                    .with_name(tn(n))
+                    .with_num_partitions(1)
+                    .with_replication_factor(-1)
+            })
             .collect(),
     );
     let resp: CreateTopicsResponse = n.call(ApiKey::CreateTopics, 7, &create).await;
@@ -1481,7 +1643,8 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
 
     // Mixed Metadata: request order kept, the denied topic answered per topic.
     let md = wait_metadata(&mut admin, &[&orders, &orders_east, &payments]).await;
-    let mut resp: MetadataResponse = n.call(ApiKey::Metadata, 12, &metadata_by_names(&[&orders, &payments, &orders_east])).await;
+    let mut resp: MetadataResponse =
+        n.call(ApiKey::Metadata, 12, &metadata_by_names(&[&orders, &payments, &orders_east])).await;
     // The broker behind this connection may learn of the new topic a moment later.
     for _ in 0..100 {
         if resp.topics.iter().all(|t| t.error_code != UNKNOWN_TOPIC_OR_PARTITION) {
@@ -1491,8 +1654,11 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
         resp = n.call(ApiKey::Metadata, 12, &metadata_by_names(&[&orders, &payments, &orders_east])).await;
     }
     // Kafka itself lists unauthorized topics after the others, so only the set is compared.
-    let got: BTreeMap<_, _> =
-        resp.topics.iter().map(|t| (t.name.as_ref().map(|x| x.0.to_string()).unwrap_or_default(), t.error_code)).collect();
+    let got: BTreeMap<_, _> = resp
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().map(|x| x.0.to_string()).unwrap_or_default(), t.error_code))
+        .collect();
     assert_eq!(
         got,
         BTreeMap::from([(orders.clone(), 0), (payments.clone(), TOPIC_AUTHORIZATION_FAILED), (orders_east.clone(), 0)]),
@@ -1522,13 +1688,16 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
                 .iter()
                 .map(|t| {
                     produce_request::TopicProduceData::default().with_name(tn(t)).with_partition_data(vec![
-                        produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch(&["narrow"], None))),
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch(&["narrow"], None))),
                     ])
                 })
                 .collect(),
         );
         let resp: ProduceResponse = nl.call(ApiKey::Produce, 9, &req).await;
-        let codes: BTreeMap<_, _> = resp.responses.iter().map(|t| (t.name.0.to_string(), t.partition_responses[0].error_code)).collect();
+        let codes: BTreeMap<_, _> =
+            resp.responses.iter().map(|t| (t.name.0.to_string(), t.partition_responses[0].error_code)).collect();
         assert_eq!(codes.get(payments.as_str()), Some(&TOPIC_AUTHORIZATION_FAILED), "narrow Produce: {resp:?}");
         let allowed = codes.get(orders_east.as_str()).copied();
         if *target == orders_east {
@@ -1544,7 +1713,9 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
         .call(
             ApiKey::FindCoordinator,
             4,
-            &FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+            &FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
         )
         .await;
     assert_eq!(resp.coordinators[0].error_code, GROUP_AUTHORIZATION_FAILED, "{resp:?}");
@@ -1557,8 +1728,13 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
         .with_producer_epoch(-1);
     let resp: InitProducerIdResponse = n.call(ApiKey::InitProducerId, 4, &init).await;
     assert_eq!(resp.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "{resp:?}");
-    let resp: DescribeTransactionsResponse =
-        n.call(ApiKey::DescribeTransactions, 0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid("t")])).await;
+    let resp: DescribeTransactionsResponse = n
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![txid("t")]),
+        )
+        .await;
     assert_eq!(resp.transaction_states[0].error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "{resp:?}");
     let resp: DeleteTopicsResponse = n
         .call(
@@ -1574,9 +1750,11 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
         .call(
             ApiKey::DescribeConfigs,
             4,
-            &DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(StrBytes::from_static_str("1"))]),
+            &DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+            ]),
         )
         .await;
     assert_eq!(resp.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED, "{resp:?}");
@@ -1588,32 +1766,45 @@ async fn narrowed_principal_gets_per_resource_errors_and_mixed_requests_split() 
     let token = env.token(&env.b, "narrow-user", Some(session));
     let mut ns = env.client_with(&token, None, "narrow-session").await;
     ns.watch = Some(Watch::new(env, s));
-    let resp: MetadataResponse = ns.call(ApiKey::Metadata, 12, &metadata_by_names(&[&orders, &orders_east, &payments])).await;
-    let got: BTreeMap<_, _> =
-        resp.topics.iter().map(|t| (t.name.as_ref().map(|x| x.0.to_string()).unwrap_or_default(), t.error_code)).collect();
+    let resp: MetadataResponse =
+        ns.call(ApiKey::Metadata, 12, &metadata_by_names(&[&orders, &orders_east, &payments])).await;
+    let got: BTreeMap<_, _> = resp
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().map(|x| x.0.to_string()).unwrap_or_default(), t.error_code))
+        .collect();
     assert_eq!(
         got,
-        BTreeMap::from([(orders.clone(), TOPIC_AUTHORIZATION_FAILED), (orders_east.clone(), 0), (payments.clone(), TOPIC_AUTHORIZATION_FAILED)]),
+        BTreeMap::from([
+            (orders.clone(), TOPIC_AUTHORIZATION_FAILED),
+            (orders_east.clone(), 0),
+            (payments.clone(), TOPIC_AUTHORIZATION_FAILED)
+        ]),
         "session-narrowed Metadata: {resp:?}"
     );
     let mut nsl = env.client_with(&token, Some(leader_of(&orders_east)), "narrow-session").await;
-    let resp: ProduceResponse = nsl.call(ApiKey::Produce, 9, &produce_by_name(&orders_east, 0, batch(&["x"], None))).await;
+    let resp: ProduceResponse =
+        nsl.call(ApiKey::Produce, 9, &produce_by_name(&orders_east, 0, batch(&["x"], None))).await;
     assert_eq!(
-        resp.responses[0].partition_responses[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED,
+        resp.responses[0].partition_responses[0].error_code, TOPIC_AUTHORIZATION_FAILED,
         "WriteData is outside the session policy: {resp:?}"
     );
     let resp: CreateTopicsResponse = ns
         .call(
             ApiKey::CreateTopics,
             7,
-            &CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
-                .with_name(tn(&format!("orders-east-2-{tag}")))
-                .with_num_partitions(1)
-                .with_replication_factor(-1)]),
+            &CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(tn(&format!("orders-east-2-{tag}")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(-1),
+            ]),
         )
         .await;
-    assert_eq!(resp.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED, "CreateTopic is outside the session policy: {resp:?}");
+    assert_eq!(
+        resp.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED,
+        "CreateTopic is outside the session policy: {resp:?}"
+    );
     assert_a_intact(s, "narrow principal").await;
 }
 
@@ -1633,13 +1824,18 @@ async fn client_ids_reach_the_pool_with_the_tenant_prefix() {
             .with_rebalance_timeout_ms(30_000)
             .with_member_id(member_id)
             .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str("range"))
-                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))])
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])),
+            ])
     };
     let first: JoinGroupResponse = member.call(ApiKey::JoinGroup, 7, &join(StrBytes::from_static_str(""))).await;
-    let joined: JoinGroupResponse =
-        if first.error_code == 79 { member.call(ApiKey::JoinGroup, 7, &join(first.member_id.clone())).await } else { first };
+    let joined: JoinGroupResponse = if first.error_code == 79 {
+        member.call(ApiKey::JoinGroup, 7, &join(first.member_id.clone())).await
+    } else {
+        first
+    };
     assert_eq!(joined.error_code, 0, "{joined:?}");
 
     // Seen from the pool directly: the member's client id carries the tenant.
@@ -1659,7 +1855,9 @@ async fn client_ids_reach_the_pool_with_the_tenant_prefix() {
         .call(
             ApiKey::FindCoordinator,
             4,
-            &FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_string(pool_group.clone())]),
+            &FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![StrBytes::from_string(pool_group.clone())]),
         )
         .await;
     let c = &resp.coordinators[0];
@@ -1674,7 +1872,9 @@ async fn client_ids_reach_the_pool_with_the_tenant_prefix() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        resp = d.call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![gid(&pool_group)])).await;
+        resp = d
+            .call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![gid(&pool_group)]))
+            .await;
     }
     let members: Vec<_> = resp.groups[0].members.iter().map(|m| m.client_id.to_string()).collect();
     if members.is_empty() {
@@ -1682,11 +1882,18 @@ async fn client_ids_reach_the_pool_with_the_tenant_prefix() {
         for addr in pool_bootstrap() {
             let mut d = direct(addr.clone()).await;
             let r: DescribeGroupsResponse = d
-                .call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![gid(&pool_group), gid(&group)]))
+                .call(
+                    ApiKey::DescribeGroups,
+                    5,
+                    &DescribeGroupsRequest::default().with_groups(vec![gid(&pool_group), gid(&group)]),
+                )
                 .await;
             seen.push(format!("{addr}: {r:?}"));
         }
-        panic!("pool view of A's group at {coordinator}: {resp:?}\njoined: {joined:?}\nevery broker:\n{}", seen.join("\n"));
+        panic!(
+            "pool view of A's group at {coordinator}: {resp:?}\njoined: {joined:?}\nevery broker:\n{}",
+            seen.join("\n")
+        );
     }
     assert_eq!(members, vec![format!("{}.my-app", env.a)], "pool view of A's group: {resp:?}");
 
@@ -1699,14 +1906,15 @@ async fn client_ids_reach_the_pool_with_the_tenant_prefix() {
     let own = b_own_names(env);
     for node in [1, 2, 3] {
         let mut bn = env.attacker(s, Some(node)).await;
-        let resp: ListGroupsResponse = bn.echo(&strs(&own)).call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
+        let resp: ListGroupsResponse =
+            bn.echo(&strs(&own)).call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
         assert!(resp.groups.iter().all(|g| g.group_id.0.as_str() != group), "{resp:?}");
     }
-    let resp: DescribeGroupsResponse = b.call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![gid(&group)])).await;
+    let resp: DescribeGroupsResponse =
+        b.call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![gid(&group)])).await;
     assert!(resp.groups.iter().all(|g| g.members.is_empty()), "B describes A's group: {resp:?}");
     let leave = LeaveGroupRequest::default()
         .with_group_id(gid(&group))
         .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(joined.member_id.clone())]);
     let _: LeaveGroupResponse = member.call(ApiKey::LeaveGroup, 4, &leave).await;
 }
-

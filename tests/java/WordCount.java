@@ -11,8 +11,8 @@
 //
 // Prints "state <new> <old>" on every state change (and "RUNNING" once it first runs),
 // "uncaught <error>" for a stream thread's fatal error, "closed <final state>" after the
-// close. Stops on "stop" or EOF on stdin, SIGTERM, or after --max-seconds; exits 0 unless
-// the app went to ERROR.
+// close. Stops on "stop" or EOF on stdin, SIGTERM/SIGINT, or after --max-seconds; exits 0
+// unless the app went to ERROR.
 
 import java.io.BufferedReader;
 import java.io.File;
@@ -37,6 +37,7 @@ import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import sun.misc.Signal;
 
 public class WordCount {
     public static void main(String[] argv) throws Exception {
@@ -95,18 +96,14 @@ public class WordCount {
         });
         stdin.setDaemon(true);
         stdin.start();
-        AtomicBoolean closed = new AtomicBoolean();
-        // SIGTERM: close the app (commits and ends its transaction) before the JVM exits.
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            stop.countDown();
-            if (!closed.get()) streams.close(Duration.ofSeconds(30));
-        }));
+        // SIGTERM/SIGINT stop the app like "stop" does: it is closed (its offsets committed and
+        // its transaction ended) and the process exits 0, instead of dying in a shutdown hook.
+        for (String sig : new String[] {"TERM", "INT"}) Signal.handle(new Signal(sig), s -> stop.countDown());
 
         streams.start();
         stop.await(a.getLong("max-seconds", 300), TimeUnit.SECONDS);
         KafkaStreams.State last = streams.state();
         streams.close(Duration.ofSeconds(30));
-        closed.set(true);
         Out.line("closed " + streams.state() + " " + last);
         deleteTree(stateDir);
         System.exit(last == KafkaStreams.State.ERROR ? 1 : 0);

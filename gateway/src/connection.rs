@@ -28,11 +28,12 @@ use tracing::{debug, info, warn};
 
 use crate::api_table;
 use crate::codec::{FrameError, FrameReader, ReadLimits};
-use crate::protocol::{parse_request_header, produce_acks, WireError};
+use crate::protocol::{parse_request_header, parse_response_header, produce_acks, WireError};
 use crate::rewrite::{rewrite_response, unsupported_api_versions, Advertised, Observed, RewriteError};
 use crate::guard::Verdict;
 use crate::sasl::{claimed_principal, refusal, Identity, Rejection, SaslSession, Step};
 use crate::server::Shared;
+use crate::tenant::{self, Admission, Ctx, MapError, Plan, Req, TenantView};
 
 /// Which pool broker a client connection is for.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +90,10 @@ pub enum ConnError {
     AuthenticationFailed(String),
     #[error("session expired without re-authentication")]
     SessionExpired,
+    #[error("tenancy: {0}")]
+    Tenancy(#[from] MapError),
+    #[error("access revoked: {0}")]
+    Revoked(String),
 }
 
 impl ConnError {
@@ -104,18 +109,83 @@ impl ConnError {
                 | ConnError::UnsupportedVersion { .. }
                 | ConnError::Sasl(_)
                 | ConnError::AuthenticationFailed(_)
+                | ConnError::Tenancy(MapError::NotForTenants { .. })
         )
     }
 }
 
 /// One entry of the in-flight FIFO.
 enum Pending {
-    /// Forwarded; the broker's response is read, checked and maybe rewritten.
-    Upstream { correlation_id: i32, api: ApiKey, version: i16 },
+    /// Forwarded; the broker's response is read, checked and maybe rewritten. On tenant
+    /// connections `tenant` carries the mapping plan for the response.
+    Upstream { correlation_id: i32, api: ApiKey, version: i16, tenant: Option<(Plan, SharedView)> },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),
     /// Close once everything before it is written (failed authentication).
     Close(String),
+}
+
+/// A tenant connection's view, shared by its reader (authorize, map requests) and writer
+/// (map responses, remember fetch sessions). Both run in one task and never hold the lock
+/// across an await, so the lock is never contended.
+type SharedView = Arc<std::sync::Mutex<TenantView>>;
+
+/// What the reader keeps about the tenant of an authenticated connection.
+struct TenantState {
+    view: SharedView,
+    principal: sluice_tenancy::Principal,
+    /// Store changes (policies, tenant deletion) are applied before the next request.
+    changes: tokio::sync::watch::Receiver<Arc<sluice_tenancy::store::TenantsSnapshot>>,
+}
+
+/// The grants of `principal` under the tenant's current policies, or why it may not
+/// connect at all (tenant deleted, unknown policy, invalid session policy, no Connect).
+fn grants_for(
+    principal: &sluice_tenancy::Principal,
+    snapshot: &sluice_tenancy::store::TenantsSnapshot,
+) -> Result<Arc<sluice_tenancy::policy::Grants>, String> {
+    use sluice_tenancy::policy::{Action, Grants, PolicyDocument};
+    let stored = snapshot.get(&principal.tenant).ok_or_else(|| format!("tenant {} does not exist", principal.tenant))?;
+    let docs = stored.doc.policies_for(&principal.subject, principal.policies.as_deref()).map_err(|e| e.to_string())?;
+    let session = match &principal.session_policy {
+        Some(v) => Some(PolicyDocument::from_value(v.clone()).map_err(|e| format!("sluice:session_policy: {e}"))?),
+        None => None,
+    };
+    let grants = Grants::new(&principal.tenant, &docs, session.as_ref());
+    if !grants.allows(Action::Connect, "") {
+        return Err(format!(
+            "principal {} is not allowed kafka-cluster:Connect on tenant {}",
+            principal.subject, principal.tenant
+        ));
+    }
+    Ok(Arc::new(grants))
+}
+
+impl TenantState {
+    fn new(shared: &Shared, principal: sluice_tenancy::Principal) -> Result<Self, String> {
+        let mut changes = shared.tenants.subscribe();
+        let snapshot = changes.borrow_and_update().clone();
+        let grants = grants_for(&principal, &snapshot)?;
+        let ns = sluice_tenancy::Namespace::new(principal.tenant.clone());
+        Ok(Self { view: Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants))), principal, changes })
+    }
+
+    /// Applies a store change: new grants, or the reason the connection must close.
+    fn refresh(&mut self) -> Result<(), String> {
+        if !self.changes.has_changed().unwrap_or(false) {
+            return Ok(());
+        }
+        let snapshot = self.changes.borrow_and_update().clone();
+        let grants = grants_for(&self.principal, &snapshot)?;
+        lock(&self.view).set_grants(grants);
+        Ok(())
+    }
+}
+
+fn lock(view: &SharedView) -> std::sync::MutexGuard<'_, TenantView> {
+    // A panic while mapping cannot leave the view half-written in a way that matters
+    // more than dropping the connection would; keep serving with what is there.
+    view.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 const TOO_MANY_FAILURES: &str =
@@ -211,6 +281,9 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
     let mut session: Option<SaslSession<sluice_tenancy::Principal>> = shared.sasl.as_ref().map(|_| SaslSession::default());
     // Who the latest SASL message claimed to be, for counting failures per principal.
     let mut claimed: Option<String> = None;
+    // Set once a SASL client has authenticated: every later request goes through the
+    // tenancy stage.
+    let mut tenancy: Option<TenantState> = None;
     loop {
         let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
         let read_limits = ReadLimits {
@@ -235,6 +308,13 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 }
                 match sess.on_raw_token(frame.payload(), settings).await {
                     Step::Authenticated(answer, principal) => {
+                        match TenantState::new(shared, principal.clone()) {
+                            Ok(state) => tenancy = Some(state),
+                            Err(reason) => {
+                                hold_failure(shared, peer, &Rejection { reason: reason.clone(), authentic: true }, claimed.as_deref()).await;
+                                return Err(ConnError::AuthenticationFailed(reason));
+                            }
+                        }
                         log_authenticated(peer, &principal, "raw v0");
                         send_pending(&pending, Pending::Local(answer)).await?;
                         continue;
@@ -303,6 +383,17 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     continue;
                 }
                 Step::Authenticated(answer, principal) => {
+                    match TenantState::new(shared, principal.clone()) {
+                        Ok(state) => tenancy = Some(state),
+                        Err(reason) => {
+                            let rejection = Rejection { reason, authentic: true };
+                            hold_failure(shared, peer, &rejection, claimed.as_deref()).await;
+                            let answer = refusal(header.correlation_id, header.api_version, &rejection.reason);
+                            send_pending(&pending, Pending::Local(answer)).await?;
+                            send_pending(&pending, Pending::Close(rejection.reason)).await?;
+                            return upstream.flush().await.map_err(ConnError::UpstreamIo);
+                        }
+                    }
                     log_authenticated(peer, &principal, "SaslAuthenticate");
                     send_pending(&pending, Pending::Local(answer)).await?;
                     continue;
@@ -318,10 +409,45 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             }
         }
         let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
+        if let (Some(state), Some(body_at)) = (tenancy.as_mut(), header.body_offset) {
+            state.refresh().map_err(ConnError::Revoked)?;
+            let req = Req { api, version: header.api_version, correlation_id: header.correlation_id };
+            let body = frame.0.slice(4 + body_at..);
+            let (admission, out) = {
+                let mut view = lock(&state.view);
+                let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
+                let admission = tenant::admit(&mut ctx, req, &body)?;
+                let out = match &admission {
+                    Admission::Forward { body: new_body, .. } => Some(
+                        tenant::reframe_request(frame.payload(), &header, &view.ns, new_body.as_deref().unwrap_or(&body))
+                            .ok_or(ConnError::Malformed(WireError::Malformed { what: "request header" }))?,
+                    ),
+                    _ => None,
+                };
+                (admission, out)
+            };
+            match (admission, out) {
+                (Admission::Forward { plan, .. }, Some(out)) => {
+                    if expects_response {
+                        let entry = Pending::Upstream {
+                            correlation_id: header.correlation_id,
+                            api,
+                            version: header.api_version,
+                            tenant: Some((plan, state.view.clone())),
+                        };
+                        send_pending(&pending, entry).await?;
+                    }
+                    upstream.write_all(&out).await.map_err(ConnError::UpstreamIo)?;
+                }
+                (Admission::Answer(answer), _) if expects_response => send_pending(&pending, Pending::Local(answer)).await?,
+                _ => {}
+            }
+            continue;
+        }
         if expects_response {
             send_pending(
                 &pending,
-                Pending::Upstream { correlation_id: header.correlation_id, api, version: header.api_version },
+                Pending::Upstream { correlation_id: header.correlation_id, api, version: header.api_version, tenant: None },
             )
             .await?;
         }
@@ -361,7 +487,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                 tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
                 return Err(ConnError::AuthenticationFailed(reason));
             }
-            Pending::Upstream { correlation_id, api, version } => {
+            Pending::Upstream { correlation_id, api, version, tenant } => {
                 if !upstream.has_buffered_frame(UPSTREAM_LIMITS.max_frame) {
                     client.flush().await.map_err(ConnError::ClientIo)?;
                 }
@@ -371,7 +497,24 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                     .map_err(ConnError::UpstreamFrame)?
                     .ok_or(ConnError::UpstreamClosed { pending: pending.len() + 1 })?;
                 let mut observed = Observed::default();
-                let out = rewrite_response(frame, api, version, correlation_id, advertised, &mut observed)?;
+                let mapped = match tenant {
+                    Some((plan, view)) => {
+                        let (corr, body_at) = parse_response_header(frame.payload(), api, version)?;
+                        if corr != correlation_id {
+                            return Err(RewriteError::CorrelationMismatch { got: corr, expected: correlation_id }.into());
+                        }
+                        let body = frame.0.slice(4 + body_at..);
+                        let mut view = lock(&view);
+                        let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
+                        let req = Req { api, version, correlation_id };
+                        tenant::respond(&mut ctx, req, plan, body, advertised, &mut observed)?
+                    }
+                    None => None,
+                };
+                let out = match mapped {
+                    Some(out) => out,
+                    None => rewrite_response(frame, api, version, correlation_id, advertised, &mut observed)?,
+                };
                 if !observed.brokers.is_empty() {
                     shared.pool.observe(observed.brokers);
                 }

@@ -23,4 +23,5 @@ pub mod sasl;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tenant;
 pub mod tls;

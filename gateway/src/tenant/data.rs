@@ -160,13 +160,20 @@ pub fn fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, Map
         )?));
     }
     if r.session_id != 0 && !ctx.view.fetch_sessions.contains(&r.session_id) {
-        // Not a session this connection was given: it may be another tenant's.
-        return Ok(Admission::Answer(answer(
+        // Not a session this connection was given: it may be another tenant's. Epoch 0
+        // ("close session X, open a new one", KIP-227) and -1 (sessionless) are what a
+        // client sends after reconnecting; they become requests that never name X. An
+        // incremental request (epoch > 0) is refused, and the client starts over.
+        if r.session_epoch <= 0 {
+            r.session_id = 0;
+        } else {
+            return Ok(Admission::Answer(answer(
             req.api,
             req.version,
             req.correlation_id,
             &FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND),
         )?));
+        }
     }
     let by_id = req.version >= 13;
     let mut denied = Denied::default();

@@ -14,7 +14,8 @@
 //!   unknown id (UNKNOWN_TOPIC_ID), so ids of other tenants reveal nothing.
 //! - A request that mixes allowed and denied resources is split: the allowed part is
 //!   forwarded, the denied part is answered with the API's own per-resource error code,
-//!   and both are merged into one well-formed response in the client's order of topics.
+//!   and both are merged into one well-formed response (denied entries after the
+//!   forwarded ones; clients match entries by name, never by position).
 //!   A request with nothing left to forward is answered by the gateway.
 //! - Broker error messages are scrubbed of the tenant prefix before they are returned.
 //!

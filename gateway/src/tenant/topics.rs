@@ -135,7 +135,10 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, 
     let mut r: MetadataRequest = decode_request(req.api, req.version, body)?;
     // Tenants create topics through CreateTopics, where names, configs and limits are
     // checked; auto-creation would bypass all of that.
-    r.allow_auto_topic_creation = false;
+    // (The field exists from v4; below it Kafka never auto-creates from Metadata.)
+    if req.version >= 4 {
+        r.allow_auto_topic_creation = false;
+    }
     let mut denied = Denied::default();
     if let Some(topics) = r.topics.take() {
         denied.explicit = true;

@@ -208,6 +208,10 @@ def test_java_group_rebalance(client, java_helpers, topic_name, protocol):
                           and s | b.assignment()[0] == everything, TIMEOUT, "the other share")
         desc = admin(java_helpers, client.bootstrap, "describe-group", "--group", group, *props)
         assert desc[0].upper().split()[1:] == ["STABLE", protocol.upper(), "2"], desc
+        # Members are described with the client ids they chose, not the pool's names for them.
+        sa, sb = a.assignment()[0], b.assignment()[0]
+        assert sorted(desc[1:]) == sorted([f"member a {','.join(map(str, sorted(sa)))}",
+                                           f"member b {','.join(map(str, sorted(sb)))}"]), desc
 
         expected |= set(produce(client.gateway, java_helpers, topic_name, 400, "p2", *props))
         a.proc.wait_for(lambda _: expected <= consumed(a, b), TIMEOUT, "phase 2 records by a and b")

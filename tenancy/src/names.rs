@@ -32,6 +32,10 @@ pub enum NameError {
     /// `.` and `..` are not topics; `__` starts the pool's internal names.
     #[error("names starting with '__' (and the names '.' and '..') are reserved")]
     Reserved,
+    /// A regex whose parentheses, classes or escapes could close the tenant's wrapper
+    /// and match other tenants' names.
+    #[error("the regular expression has unbalanced parentheses, an unterminated class or escape, or \\Q..\\E quoting")]
+    UnconfinableRegex,
 }
 
 /// One tenant's namespace in the pool.
@@ -100,13 +104,27 @@ impl Namespace {
     /// A tenant's topic regex (KIP-848 `subscribed_topic_regex`, RE2J syntax, matched
     /// against whole names) as a pool regex that can only match this tenant's topics:
     /// `acme\.(?:<re>)`. A leading `^` and a trailing `$` are dropped first, since they
-    /// would anchor in the middle of the prefixed name and never match.
-    pub fn regex_to_pool(&self, regex: &str) -> String {
+    /// would anchor in the middle of the prefixed name and never match. A regex that could
+    /// close the wrapper (`x)|(.*` would match the whole pool) is refused.
+    pub fn regex_to_pool(&self, regex: &str) -> Result<String, NameError> {
         let mut inner = regex.strip_prefix('^').unwrap_or(regex);
         if inner.ends_with('$') && !inner.ends_with("\\$") {
             inner = &inner[..inner.len() - 1];
         }
-        format!("{}\\.(?:{inner})", self.tenant)
+        if !regex_confinable(inner) {
+            return Err(NameError::UnconfinableRegex);
+        }
+        Ok(format!("{}\\.(?:{inner})", self.tenant))
+    }
+
+    /// The tenant's view of a pool regex made by [`Namespace::regex_to_pool`]; any other
+    /// regex is returned unchanged.
+    pub fn regex_from_pool<'a>(&self, regex: &'a str) -> &'a str {
+        regex
+            .strip_prefix(self.tenant.as_str())
+            .and_then(|r| r.strip_prefix("\\.(?:"))
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or(regex)
     }
 
     /// A broker error message with this tenant's pool names turned back into its own
@@ -139,6 +157,77 @@ impl Namespace {
         s.push_str(name);
         s
     }
+}
+
+/// Whether a tenant regex can be wrapped as `<tenant>\.(?:<re>)` without escaping the
+/// group: parentheses balance outside character classes and escapes, and nothing ends
+/// in a dangling `\`. Conservative for RE2J (the broker's KIP-848 engine): `\Q…\E`
+/// quoting and `[` inside a class other than `[:name:]` are refused rather than parsed.
+fn regex_confinable(re: &str) -> bool {
+    let b = re.as_bytes();
+    let mut i = 0;
+    let mut depth = 0i32;
+    let escape_ok = |i: usize| i + 1 < b.len() && !matches!(b[i + 1], b'Q' | b'E');
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if !escape_ok(i) {
+                    return false;
+                }
+                i += 2;
+            }
+            b'[' => {
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(b'\\') => {
+                            if !escape_ok(i) {
+                                return false;
+                            }
+                            i += 2;
+                        }
+                        Some(b'[') => {
+                            // Only a POSIX class `[:alpha:]`.
+                            if b.get(i + 1) != Some(&b':') {
+                                return false;
+                            }
+                            match re[i + 2..].find(":]") {
+                                Some(end) if re[i + 2..i + 2 + end].bytes().all(|c| c.is_ascii_alphabetic()) => {
+                                    i += 2 + end + 2
+                                }
+                                _ => return false,
+                            }
+                        }
+                        Some(b']') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    depth == 0
 }
 
 fn check_common(name: &str) -> Result<(), NameError> {
@@ -203,10 +292,16 @@ mod tests {
     #[test]
     fn regexes_stay_inside_the_tenant() {
         let acme = ns("acme");
-        assert_eq!(acme.regex_to_pool("orders.*"), "acme\\.(?:orders.*)");
-        assert_eq!(acme.regex_to_pool("^orders.*$"), "acme\\.(?:orders.*)");
-        assert_eq!(acme.regex_to_pool("a|b"), "acme\\.(?:a|b)");
-        assert_eq!(acme.regex_to_pool("cost\\$"), "acme\\.(?:cost\\$)");
+        assert_eq!(acme.regex_to_pool("orders.*").unwrap(), "acme\\.(?:orders.*)");
+        assert_eq!(acme.regex_to_pool("^orders.*$").unwrap(), "acme\\.(?:orders.*)");
+        assert_eq!(acme.regex_to_pool("a|b").unwrap(), "acme\\.(?:a|b)");
+        assert_eq!(acme.regex_to_pool("cost\\$").unwrap(), "acme\\.(?:cost\\$)");
+        assert_eq!(acme.regex_from_pool("acme\\.(?:a|b)"), "a|b");
+        for escape in ["x)|(.*", ")", "(", "[)]|x)|(.*", "a\\", "\\Q)\\E|.*", "[a"] {
+            assert_eq!(acme.regex_to_pool(escape), Err(NameError::UnconfinableRegex), "{escape}");
+        }
+        assert!(acme.regex_to_pool("[()]+").is_ok());
+        assert!(acme.regex_to_pool("(a|b)\\)").is_ok());
     }
 
     #[test]

@@ -306,7 +306,13 @@ pub fn list_transactions(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Ad
     }
     let mut r: ListTransactionsRequest = decode_request(req.api, req.version, body)?;
     let pattern = r.transactional_id_pattern.as_ref().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or(".*");
-    r.transactional_id_pattern = Some(StrBytes::from_string(ctx.ns().regex_to_pool(pattern)));
+    match ctx.ns().regex_to_pool(pattern) {
+        Ok(pool) => r.transactional_id_pattern = Some(StrBytes::from_string(pool)),
+        Err(_) => {
+            let resp = ListTransactionsResponse::default().with_error_code(super::code::INVALID_REGULAR_EXPRESSION);
+            return Ok(Admission::Answer(super::answer(req.api, req.version, req.correlation_id, &resp)?));
+        }
+    }
     forward(req, &r, Denied::default())
 }
 

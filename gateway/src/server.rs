@@ -61,6 +61,8 @@ impl Gateway {
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
         let cancel = CancellationToken::new();
+        // A start that fails half-way stops what it started (the store's tail) on return.
+        let started = cancel.clone().drop_guard();
         // Tenants are loaded before any listener opens: a token is never checked against a
         // half-read store.
         let tenants = TenantStore::start(
@@ -181,6 +183,7 @@ impl Gateway {
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
+        started.disarm();
         Ok(Gateway { bootstrap_addr, admin_addr, tls_addr, shared, cancel, tasks })
     }
 

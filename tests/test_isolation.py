@@ -170,6 +170,22 @@ def raw_values_since(topic: str, start: dict, timeout=TIMEOUT) -> list:
         c.close()
 
 
+def java_uuid(u) -> str:
+    """A confluent-kafka Uuid as Java's Uuid.fromString wants it (URL-safe base64)."""
+    return str(u).replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def topic_id_answers(java_helpers, client, topic_id, op: str) -> list:
+    """AdminCheck topic-id output lines for `op` (describe/delete) as `client`."""
+    _, lines = run_java(java_helpers, "AdminCheck", "topic-id", "--id", java_uuid(topic_id), "--op", op,
+                        "--bootstrap", client.bootstrap, *client.java_props())
+    return [l for l in lines if l != "done"]
+
+
+# A topic id no topic has: what "unknown" looks like, to compare A's ids with.
+RANDOM_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAQ"
+
+
 def kcodes(e) -> int:
     """The Kafka error code of a KafkaException / KafkaError."""
     err = e.args[0] if isinstance(e, KafkaException) and e.args else e
@@ -351,11 +367,15 @@ def test_describe_a_topics_looks_nonexistent(world, java_helpers, tmp_path):
     # A's topic id, read from the pool: through B it must be an unknown id.
     a_id = pool_admin().describe_topics(TopicCollection([w.a.pool_name("orders")]))[w.a.pool_name("orders")] \
         .result(timeout=TIMEOUT).topic_id
-    _, lines = run_java(java_helpers, "AdminCheck", "topic-id", "--id", str(a_id), "--op", "describe",
-                        "--bootstrap", b.bootstrap, *b.java_props())
+    lines = topic_id_answers(java_helpers, b, a_id, "describe")
     out = w.probe("describe by A's topic id", "\n".join(lines))
-    assert any(l.startswith("error UnknownTopicIdException") for l in lines), out
+    unknown = topic_id_answers(java_helpers, b, RANDOM_TOPIC_ID, "describe")
+    w.probe("describe by a random topic id", "\n".join(unknown))
     w.assert_a_unaffected("describe")
+    # SPEC 4: exactly as for an unknown id (Kafka: UnknownTopicIdException).
+    assert [l.replace(java_uuid(a_id), "<id>") for l in lines] == \
+           [l.replace(RANDOM_TOPIC_ID, "<id>") for l in unknown], (lines, unknown)
+    assert any(l.startswith("error UnknownTopicIdException") for l in lines), out
     assert not wrong, f"describe answered neither UNKNOWN_TOPIC_OR_PARTITION nor INVALID_TOPIC for: {wrong}"
 
 
@@ -583,11 +603,15 @@ def test_b_cannot_delete_or_alter_a_topics(world, java_helpers, tmp_path):
     w.probe("kafka-topics --delete", res.stdout + res.stderr)
     a_id = pool_admin().describe_topics(TopicCollection([a.pool_name("pay.ments")]))[a.pool_name("pay.ments")] \
         .result(timeout=TIMEOUT).topic_id
-    _, lines = run_java(java_helpers, "AdminCheck", "topic-id", "--id", str(a_id), "--op", "delete",
-                        "--bootstrap", b.bootstrap, *b.java_props())
+    lines = topic_id_answers(java_helpers, b, a_id, "delete")
     out = w.probe("delete by A's topic id", "\n".join(lines))
-    assert any(l.startswith("error UnknownTopicIdException") for l in lines), out
+    unknown = topic_id_answers(java_helpers, b, RANDOM_TOPIC_ID, "delete")
+    w.probe("delete by a random topic id", "\n".join(unknown))
+    assert a.pool_name("pay.ments") in pool_topics(""), "B deleted A's topic by its id"
     w.assert_a_unaffected("delete")
+    assert [l.replace(java_uuid(a_id), "<id>") for l in lines] == \
+           [l.replace(RANDOM_TOPIC_ID, "<id>") for l in unknown], (lines, unknown)
+    assert any(l.startswith("error UnknownTopicIdException") for l in lines), out
 
 
 def test_broker_configs_denied_without_pool_addresses(world, tmp_path):

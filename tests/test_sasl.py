@@ -35,7 +35,7 @@ from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from clientlib import make_payloads, sha_sorted, unique
 from conftest import SLUICE_BIN, start_gateway
-from tenants import allow_all_doc, put_tenant
+from tenants import ALLOW_ALL, allow_all_doc, put_tenant
 from jvm import java_cmd, java_helpers, parse_acks, parse_dump, run_java  # noqa: F401 (java_helpers is a fixture)
 
 TIMEOUT = 60
@@ -229,7 +229,11 @@ def sasl_tenants(pool):
     """TENANTS in the tenant store, every principal allowed everything (tokens for them
     are refused until they exist)."""
     for t in TENANTS:
-        put_tenant(allow_all_doc(t))
+        doc = allow_all_doc(t)
+        # Policies tokens name in `sluice:policies` (test_token_variants_accepted); what they
+        # allow is the policy tests' business, here they only have to exist.
+        doc["policies"].update({"read": ALLOW_ALL, "write": ALLOW_ALL})
+        put_tenant(doc)
     return TENANTS
 
 
@@ -462,10 +466,10 @@ def ck_conf(env: SaslEnv, mechanism="PLAIN", token=None, oauth_cb=None, **extra)
     return conf
 
 
-def create_topic(env: SaslEnv, topic: str, partitions=3):
-    """Creates a topic through the SASL gateway (an authenticated AdminClient) and waits
-    until every partition has a leader."""
-    a = AdminClient(ck_conf(env))
+def create_topic(env: SaslEnv, topic: str, partitions=3, tenant="demo"):
+    """Creates a topic of `tenant` through the SASL gateway (an authenticated AdminClient)
+    and waits until every partition has a leader."""
+    a = AdminClient(ck_conf(env, token=env.mint(subject="topic-admin", tenant=tenant)))
     a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)],
                     operation_timeout=30, request_timeout=30)[topic].result(timeout=TIMEOUT)
     deadline = time.time() + TIMEOUT
@@ -655,7 +659,7 @@ def test_java_oauthbearer_file_token_round_trip(sasl, java_helpers, topic_name, 
     """The Java client's own OAUTHBEARER login (OAuthBearerLoginCallbackHandler, KIP-768)
     reading the token from a file (Kafka 4.x needs the file URL allow-listed), producing and
     reading back through the gateway."""
-    create_topic(sasl, topic_name)
+    create_topic(sasl, topic_name, tenant="acme")
     subject = unique("java-oauth")
     token_file = tmp_path / "token.jwt"
     token_file.write_text(sasl.mint(subject=subject, tenant="acme"))
@@ -684,7 +688,7 @@ def test_java_oauthbearer_file_token_round_trip(sasl, java_helpers, topic_name, 
 
 
 def test_confluent_oauthbearer_round_trip(sasl, topic_name, healthy):
-    create_topic(sasl, topic_name)
+    create_topic(sasl, topic_name, tenant="acme")
     subject = unique("ck-oauth")
     calls = []
 

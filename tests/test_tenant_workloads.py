@@ -340,7 +340,7 @@ def test_streams_word_count(client, java_helpers, guarantee):
         proc.wait_for(lambda ls: "RUNNING" in ls, 120, "the app to run")
         produce_lines(client, src, lines[:150])
         produce_lines(client, src, lines[150:])
-        latest, history = read_counts(client, out, dict(expected))
+        latest, history = read_counts(client, out, dict(expected), timeout=120)
         assert latest == dict(expected)
         # Counts only grow, one word at a time; none overshoots (no double counting).
         for w, seen in history.items():
@@ -349,6 +349,9 @@ def test_streams_word_count(client, java_helpers, guarantee):
         rc = proc.stop(90)
         tail = proc.snapshot()
         assert rc == 0 and tail[-1].startswith("closed NOT_RUNNING"), (rc, tail[-10:], proc.stderr()[-3000:])
+    except AssertionError as e:
+        # The app's own trail (state changes, errors, client warnings) explains most failures.
+        raise AssertionError(f"{e}\nWordCount stdout: {proc.snapshot()[-20:]}\nstderr: {proc.stderr()[-4000:]}") from e
     finally:
         proc.kill()
 

@@ -160,7 +160,12 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
             )
             .init();
-        return tenant_command(tenant).await;
+        // One line naming the cause, without a backtrace: these are operator errors.
+        if let Err(e) = tenant_command(tenant).await {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -373,10 +373,14 @@ def test_describe_a_topics_looks_nonexistent(world, java_helpers, tmp_path):
     w.probe("describe by a random topic id", "\n".join(unknown))
     w.assert_a_unaffected("describe")
     # SPEC 4: exactly as for an unknown id (Kafka: UnknownTopicIdException).
-    assert [l.replace(java_uuid(a_id), "<id>") for l in lines] == \
-           [l.replace(RANDOM_TOPIC_ID, "<id>") for l in unknown], (lines, unknown)
-    assert any(l.startswith("error UnknownTopicIdException") for l in lines), out
-    assert not wrong, f"describe answered neither UNKNOWN_TOPIC_OR_PARTITION nor INVALID_TOPIC for: {wrong}"
+    problems = []
+    if [l.replace(java_uuid(a_id), "<id>") for l in lines] != [l.replace(RANDOM_TOPIC_ID, "<id>") for l in unknown]:
+        problems.append(f"A's topic id answered unlike an unknown id: {lines} vs {unknown}")
+    if not any(l.startswith("error UnknownTopicIdException") for l in lines):
+        problems.append(f"describe by A's topic id: want UnknownTopicIdException, got {out}")
+    if wrong:
+        problems.append(f"describe answered neither UNKNOWN_TOPIC_OR_PARTITION nor INVALID_TOPIC for: {wrong}")
+    assert not problems, "\n".join(problems)
 
 
 def test_consume_a_topics_by_name_tricks(world):

@@ -107,14 +107,10 @@ impl Namespace {
     /// would anchor in the middle of the prefixed name and never match. A regex that could
     /// close the wrapper (`x)|(.*` would match the whole pool) is refused.
     pub fn regex_to_pool(&self, regex: &str) -> Result<String, NameError> {
-        let mut inner = regex.strip_prefix('^').unwrap_or(regex);
-        if inner.ends_with('$') && !inner.ends_with("\\$") {
-            inner = &inner[..inner.len() - 1];
-        }
-        if !regex_confinable(inner) {
+        if !regex_confinable(regex) {
             return Err(NameError::UnconfinableRegex);
         }
-        Ok(format!("{}\\.(?:{inner})", self.tenant))
+        Ok(format!("{}\\.(?:{})", self.tenant, without_anchors(regex)))
     }
 
     /// The tenant's view of a pool regex made by [`Namespace::regex_to_pool`]; any other
@@ -230,6 +226,58 @@ fn regex_confinable(re: &str) -> bool {
     depth == 0
 }
 
+/// `regex` without its `^`/`$` anchors (outside character classes and escapes). Only
+/// called on regexes `regex_confinable` accepted, so classes and escapes are well formed.
+fn without_anchors(regex: &str) -> String {
+    let mut out = String::with_capacity(regex.len());
+    let mut chars = regex.chars().peekable();
+    let mut in_class = false;
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+                class_start = false;
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = true;
+                out.push(c);
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+                continue;
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // A POSIX class `[:alpha:]` inside a class.
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == ']' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            ']' if in_class && !class_start => in_class = false,
+            '^' | '$' if !in_class => continue,
+            _ => {}
+        }
+        class_start = false;
+        out.push(c);
+    }
+    out
+}
+
 fn check_common(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -297,6 +345,12 @@ mod tests {
         assert_eq!(acme.regex_to_pool("a|b").unwrap(), "acme\\.(?:a|b)");
         assert_eq!(acme.regex_to_pool("cost\\$").unwrap(), "acme\\.(?:cost\\$)");
         assert_eq!(acme.regex_from_pool("acme\\.(?:a|b)"), "a|b");
+        // librdkafka wraps every regex in parentheses.
+        assert_eq!(acme.regex_to_pool("(^.*)").unwrap(), "acme\\.(?:(.*))");
+        assert_eq!(acme.regex_to_pool("(^a$|^b$)").unwrap(), "acme\\.(?:(a|b))");
+        assert_eq!(acme.regex_to_pool("[$^]x\\^").unwrap(), "acme\\.(?:[$^]x\\^)");
+        assert_eq!(acme.regex_to_pool("[^^]").unwrap(), "acme\\.(?:[^^])");
+        assert_eq!(acme.regex_to_pool("[]^]").unwrap(), "acme\\.(?:[]^])");
         for escape in ["x)|(.*", ")", "(", "[)]|x)|(.*", "a\\", "\\Q)\\E|.*", "[a"] {
             assert_eq!(acme.regex_to_pool(escape), Err(NameError::UnconfinableRegex), "{escape}");
         }

@@ -435,13 +435,9 @@ pub fn reframe_request(payload: &[u8], header: &RequestHeaderView, ns: &Namespac
     Some(out.freeze())
 }
 
-/// The error code for a tenant topic name that cannot be mapped.
-pub(crate) fn topic_name_error(e: &NameError) -> i16 {
-    match e {
-        // The pool's internal names are not the tenant's to touch; answering "invalid"
-        // would confirm nothing either way, but Kafka answers reserved internal topics
-        // with an authorization failure, so clients already handle that.
-        NameError::Reserved => code::TOPIC_AUTHORIZATION_FAILED,
-        _ => code::INVALID_TOPIC,
-    }
+/// The error code for a tenant topic name that cannot be mapped: INVALID_TOPIC_EXCEPTION
+/// for every case, reserved `__` names included (SPEC 4), which says nothing about
+/// whether the pool has such a topic.
+pub(crate) fn topic_name_error(_e: &NameError) -> i16 {
+    code::INVALID_TOPIC
 }

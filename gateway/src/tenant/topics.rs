@@ -144,7 +144,9 @@ pub fn metadata(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, 
         denied.explicit = true;
         let mut kept = Vec::with_capacity(topics.len());
         for mut t in topics {
-            match t.name.clone() {
+            // By id, clients send a null or an empty name.
+            let by_name = t.name.clone().filter(|n| !n.0.is_empty() || t.topic_id.is_nil());
+            match by_name {
                 Some(name) => match resolve_topic(ctx, false, &name, Uuid::nil(), Action::DescribeTopic) {
                     Ok((_, pool)) => {
                         t.name = Some(pool);
@@ -304,7 +306,7 @@ pub fn delete_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
     r.topic_names = names;
     let mut states = Vec::with_capacity(r.topics.len());
     for mut t in std::mem::take(&mut r.topics) {
-        let by_id = t.name.is_none();
+        let by_id = t.name.as_ref().is_none_or(|n| n.0.is_empty());
         let name = t.name.clone().unwrap_or_default();
         match resolve_topic(ctx, by_id, &name, t.topic_id, Action::DeleteTopic) {
             Ok((_, pool)) => {

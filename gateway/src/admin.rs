@@ -2,7 +2,10 @@
 //! `POST /oauth2/token` (client-credentials grant, HTTP Basic or form credentials),
 //! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`. With these,
 //! Java's `OAuthBearerLoginCallbackHandler` and librdkafka's
-//! `sasl.oauthbearer.method=oidc` get tokens from config alone.
+//! `sasl.oauthbearer.method=oidc` get tokens from config alone. Clients are looked up
+//! in the tenant store's current snapshot (`<tenant>.<name>`, `crate::clients`), so a
+//! client or tenant deleted from the store stops getting tokens as soon as this
+//! gateway has read the change.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,9 +27,9 @@ use std::net::IpAddr;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::clients::ClientStore;
 use crate::guard::{AuthGuard, Verdict};
 use crate::issuer::{now_and_expiry, Claims, SigningKey};
+use crate::store::TenantStore;
 
 /// Largest request body the admin listener reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -37,7 +40,8 @@ pub struct Issuer {
     pub url: String,
     pub audience: String,
     pub key: SigningKey,
-    pub clients: ClientStore,
+    /// Where the clients live (`TenantDoc::clients`).
+    pub tenants: TenantStore,
     pub token_ttl: Duration,
     /// Shared with the Kafka listeners: guessing secrets here counts like guessing tokens there.
     pub guard: Arc<AuthGuard>,
@@ -168,10 +172,10 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
         return oauth_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", "too many failed attempts; retry in a minute");
     }
     // argon2 is deliberately slow: keep it off the async workers.
-    let store = issuer.clone();
+    let snapshot = issuer.tenants.snapshot();
     let id = client_id.clone();
-    let checked = tokio::task::spawn_blocking(move || store.clients.authenticate(&id, &secret)).await;
-    let record = match checked.unwrap_or_else(|e| Err(crate::clients::ClientStoreError::Hash(e.to_string()))) {
+    let checked = tokio::task::spawn_blocking(move || crate::clients::authenticate(&snapshot, &id, &secret)).await;
+    let record = match checked {
         Ok(Some(r)) => r,
         Ok(None) => {
             metrics::counter!("sluice_auth_failures_total").increment(1);
@@ -180,8 +184,8 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
         }
         Err(e) => {
-            warn!(error = %e, "client store unavailable");
-            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "client store unavailable");
+            warn!(error = %e, "checking client credentials failed");
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not check the client credentials");
         }
     };
     let scope = field("scope").unwrap_or_default();

@@ -94,7 +94,9 @@ struct RawIssuer {
     /// Development: create and persist the key when the file does not exist.
     #[serde(default)]
     generate_key: bool,
-    clients_file: std::path::PathBuf,
+    /// Gone: clients live in the tenant store. Read only to refuse it with a clear message.
+    #[serde(default)]
+    clients_file: Option<toml::Value>,
     #[serde(default = "default_token_ttl_secs")]
     token_ttl_secs: u64,
 }
@@ -113,7 +115,6 @@ pub struct IssuerSettings {
     pub audience: String,
     pub key_file: std::path::PathBuf,
     pub generate_key: bool,
-    pub clients_file: std::path::PathBuf,
     pub token_ttl: Duration,
 }
 
@@ -329,12 +330,18 @@ impl Config {
                     if i.url.trim_end_matches('/').is_empty() || i.token_ttl_secs == 0 {
                         return invalid("issuer.url must be set and issuer.token_ttl_secs above 0".into());
                     }
+                    if i.clients_file.is_some() {
+                        return invalid(
+                            "issuer.clients_file is no longer used: OAuth clients now live in the tenant store \
+                             (__sluice_tenants); remove the key and create clients with `sluice client create`"
+                                .into(),
+                        );
+                    }
                     Some(IssuerSettings {
                         url: i.url.trim_end_matches('/').to_owned(),
                         audience: i.audience,
                         key_file: i.key_file,
                         generate_key: i.generate_key,
-                        clients_file: i.clients_file,
                         token_ttl: Duration::from_secs(i.token_ttl_secs),
                     })
                 }
@@ -441,6 +448,14 @@ bootstrap = ["127.0.0.1:29091"]
         assert!(err.to_string().contains("tenants"), "{err}");
         let cfg = Config::parse(&format!("{with_auth}\n[store]\ntopic = \"__t\"\nseed_file = \"/s.json\"\n"), "t").unwrap();
         assert_eq!((cfg.store.topic.as_str(), cfg.store.seed_file.as_deref()), ("__t", Some(std::path::Path::new("/s.json"))));
+    }
+
+    #[test]
+    fn issuer_clients_file_is_refused_with_its_replacement() {
+        let issuer = "\n[issuer]\nurl = \"http://127.0.0.1:9480\"\nkey_file = \"/k.pem\"\n";
+        assert!(Config::parse(&format!("{BASE}{issuer}"), "t").unwrap().issuer.is_some());
+        let err = Config::parse(&format!("{BASE}{issuer}clients_file = \"/c.json\"\n"), "t").unwrap_err().to_string();
+        assert!(err.contains("clients_file") && err.contains("tenant store") && err.contains("sluice client create"), "{err}");
     }
 
     #[test]

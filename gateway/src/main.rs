@@ -1,5 +1,5 @@
 //! The `sluice` command: serve the gateway, check a config, and operator chores
-//! (tokens, OAuth clients, tenants in the tenant store).
+//! (tokens; tenants and their OAuth clients in the tenant store).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_gateway::clients::ClientStore;
+use sluice_gateway::clients;
 use sluice_gateway::config::Config;
 use sluice_gateway::issuer::{now_and_expiry, Claims, SigningKey};
 use sluice_gateway::config::StoreSettings;
@@ -102,17 +102,38 @@ enum TenantCommand {
 
 #[derive(Subcommand)]
 enum ClientCommand {
-    /// Create a client for a tenant; prints its id and secret (the secret only now).
+    /// Create client NAME of a tenant, stored (argon2-hashed) in the tenant's document;
+    /// prints {"client_id":"<tenant>.<name>","client_secret":"..."} once the write has
+    /// been read back. The secret is shown only now.
     Create {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         #[arg(long)]
         tenant: String,
-        /// The principal its tokens carry (default: the client id).
+        /// The client's name within the tenant: [A-Za-z0-9._-], 1 to 64 characters.
+        #[arg(long)]
+        name: String,
+        /// The principal (`sub`) its tokens carry (default: the client id).
         #[arg(long)]
         subject: Option<String>,
+        /// Stored policies its tokens name in `sluice:policies` (default: none named, so
+        /// the subject's attached policies apply).
         #[arg(long, value_delimiter = ',')]
         policies: Option<Vec<String>>,
+    },
+    /// Print a tenant's clients (every tenant's without --tenant), one JSON line each,
+    /// without secrets or hashes.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete a client by its id (<tenant>.<name>); it gets no more tokens.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        client_id: String,
     },
 }
 
@@ -150,7 +171,15 @@ enum TokenCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Tenant(tenant) = cli.command {
+    let store_command = match cli.command {
+        Command::Tenant(tenant) => Some(StoreCommand::Tenant(tenant)),
+        Command::Client(client) => Some(StoreCommand::Client(client)),
+        other => {
+            run(other).await?;
+            None
+        }
+    };
+    if let Some(command) = store_command {
         // Standard output carries the command's JSON; logs go to standard error, and
         // only warnings unless RUST_LOG says otherwise.
         tracing_subscriber::fmt()
@@ -160,21 +189,35 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
             )
             .init();
+        let result = match command {
+            StoreCommand::Tenant(tenant) => tenant_command(tenant).await,
+            StoreCommand::Client(client) => client_command(client).await,
+        };
         // One line naming the cause, without a backtrace: these are operator errors.
-        if let Err(e) = tenant_command(tenant).await {
+        if let Err(e) = result {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
-        return Ok(());
     }
+    Ok(())
+}
+
+/// The commands that work on the tenant store and print JSON.
+enum StoreCommand {
+    Tenant(TenantCommand),
+    Client(ClientCommand),
+}
+
+/// Every command but the store's: logs at info on standard error.
+async fn run(command: Command) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match cli.command {
-        Command::Tenant(_) => Ok(()),
+    match command {
+        Command::Tenant(_) | Command::Client(_) => Ok(()),
         Command::CheckConfig { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
@@ -202,17 +245,6 @@ async fn main() -> anyhow::Result<()> {
                 scope: None,
             })?;
             println!("{token}");
-            Ok(())
-        }
-        Command::Client(ClientCommand::Create { config, tenant, subject, policies }) => {
-            let config = Config::load(&config)?;
-            let issuer = config.issuer.context("the config has no [issuer] section")?;
-            let tenant = tenant.parse().context("--tenant")?;
-            let created = ClientStore::new(issuer.clients_file).create(tenant, subject, policies)?;
-            println!("client_id={}", created.client_id);
-            println!("client_secret={}", created.secret);
-            println!("token_endpoint={}/oauth2/token", issuer.url);
-            eprintln!("The secret is shown only now; sluice stores only its argon2 hash.");
             Ok(())
         }
         Command::Serve { config } => {
@@ -284,6 +316,42 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
             let store = open_store(&store).await?;
             store.delete(&id, if_version).await?;
             println!("{}", serde_json::json!({"id": id.as_str(), "deleted": true}));
+            Ok(())
+        }
+    }
+}
+
+async fn client_command(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create { store, tenant, name, subject, policies } => {
+            let tenant: TenantId = tenant.parse().context("--tenant")?;
+            let store = open_store(&store).await?;
+            let created = clients::create(&store, &tenant, &name, subject, policies).await?;
+            println!("{}", serde_json::json!({"client_id": created.client_id, "client_secret": created.secret}));
+            eprintln!("The secret is shown only now; sluice stores only its argon2 hash.");
+            Ok(())
+        }
+        ClientCommand::List { store, tenant } => {
+            let tenant: Option<TenantId> = tenant.map(|t| t.parse()).transpose().context("--tenant")?;
+            let store = open_store(&store).await?;
+            if let Some(t) = &tenant {
+                anyhow::ensure!(store.get(t).is_some(), "tenant {t} does not exist");
+            }
+            for (id, c) in clients::list(&store.snapshot(), tenant.as_ref()) {
+                let line = serde_json::json!({
+                    "client_id": id,
+                    "subject": c.subject,
+                    "policies": c.policies,
+                    "created_at": c.created_at,
+                });
+                println!("{line}");
+            }
+            Ok(())
+        }
+        ClientCommand::Delete { store, client_id } => {
+            let store = open_store(&store).await?;
+            clients::delete(&store, &client_id).await?;
+            println!("{}", serde_json::json!({"client_id": client_id, "deleted": true}));
             Ok(())
         }
     }

@@ -17,7 +17,6 @@ use crate::config::{AuthMode, Config};
 use crate::connection::{self, Target};
 use crate::pool::Pool;
 use crate::rewrite::{Addressing, Advertised};
-use crate::clients::ClientStore;
 use crate::issuer::SigningKey;
 use crate::sasl::{JwtVerifier, SaslSettings};
 use crate::kclient::PoolAccess;
@@ -82,7 +81,7 @@ impl Gateway {
         let guard = Arc::new(crate::guard::AuthGuard::new(guard_settings));
         let own_issuer = match &config.issuer {
             None => None,
-            Some(settings) => Some(Arc::new(start_issuer(settings, guard.clone())?)),
+            Some(settings) => Some(Arc::new(start_issuer(settings, guard.clone(), tenants.clone())?)),
         };
         let sasl = match &config.sasl {
             None => None,
@@ -205,6 +204,7 @@ pub fn jwks_path(key_file: &std::path::Path) -> std::path::PathBuf {
 fn start_issuer(
     settings: &crate::config::IssuerSettings,
     guard: Arc<crate::guard::AuthGuard>,
+    tenants: TenantStore,
 ) -> anyhow::Result<crate::admin::Issuer> {
     let key = if settings.generate_key {
         SigningKey::load_or_generate(&settings.key_file)?
@@ -218,7 +218,7 @@ fn start_issuer(
         url: settings.url.clone(),
         audience: settings.audience.clone(),
         key,
-        clients: ClientStore::new(settings.clients_file.clone()),
+        tenants,
         token_ttl: settings.token_ttl,
         guard,
     })

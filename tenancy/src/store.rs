@@ -1,5 +1,5 @@
 //! The tenant store's data model, pure and without I/O: the stored tenant document
-//! ([`TenantDoc`]: limits, named policies, principals), the record encoding in the
+//! ([`TenantDoc`]: limits, named policies, principals, OAuth clients), the record encoding in the
 //! compacted `__sluice_tenants` topic, and the apply rule that turns the topic's log into
 //! a [`TenantsSnapshot`].
 //!
@@ -65,6 +65,45 @@ pub struct PrincipalEntry {
     pub policies: Vec<String>,
 }
 
+/// Longest OAuth client name (the part after `<tenant>.` in a client id).
+pub const MAX_CLIENT_NAME: usize = 64;
+
+/// An OAuth2 client of sluice's own issuer (client-credentials grant), kept in its
+/// tenant's document under its name. Clients use the id `<tenant>.<name>`: tenant ids
+/// contain no `.`, so the id names the tenant and is unique across the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    /// argon2 PHC string of the secret; the secret itself is never stored.
+    pub secret_hash: String,
+    /// The principal (`sub`) of the tokens this client gets.
+    pub subject: String,
+    /// Stored policy names put into the token's `sluice:policies` claim; `None` leaves the
+    /// claim out, so the subject's attached policies apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// When the client was created, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// Whether `name` is a valid client name: `[A-Za-z0-9._-]{1,64}`.
+pub fn valid_client_name(name: &str) -> bool {
+    (1..=MAX_CLIENT_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Splits a client id `<tenant>.<name>` at its first `.`; `None` unless both parts are valid.
+pub fn split_client_id(client_id: &str) -> Option<(TenantId, &str)> {
+    let (tenant, name) = client_id.split_once('.')?;
+    let tenant = tenant.parse().ok()?;
+    valid_client_name(name).then_some((tenant, name))
+}
+
+/// The id clients use for client `name` of `tenant`.
+pub fn client_id(tenant: &TenantId, name: &str) -> String {
+    format!("{tenant}.{name}")
+}
+
 /// One tenant as the operator stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +120,11 @@ pub struct TenantDoc {
     /// without an own entry.
     #[serde(default)]
     pub principals: BTreeMap<String, PrincipalEntry>,
+    /// OAuth clients of sluice's issuer by name (`sluice client create`); their id is
+    /// `<tenant>.<name>`. Left out when empty, so documents without clients read the same
+    /// as before the field existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, OAuthClient>,
 }
 
 /// A tenant document that is inconsistent, or a policy lookup that cannot be satisfied.
@@ -100,6 +144,32 @@ pub enum DocError {
     /// A policy name is empty.
     #[error("policies: a policy name is empty")]
     EmptyPolicyName,
+    /// A client name is not `[A-Za-z0-9._-]{1,64}`.
+    #[error("clients: {client:?} is not a valid client name ([A-Za-z0-9._-], 1 to 64 characters)")]
+    BadClientName {
+        /// The name.
+        client: String,
+    },
+    /// A client names a policy the tenant does not store.
+    #[error("clients.{client}.policies: no policy named {policy:?} in this tenant")]
+    UnknownClientPolicy {
+        /// The client name.
+        client: String,
+        /// The missing policy name.
+        policy: String,
+    },
+    /// A client's subject is empty.
+    #[error("clients.{client}.subject is empty")]
+    EmptyClientSubject {
+        /// The client name.
+        client: String,
+    },
+    /// A client's secret is stored as something other than an argon2 PHC string.
+    #[error("clients.{client}.secret_hash is not an argon2 PHC string ($argon2...); secrets are never stored in clear")]
+    ClientSecretNotHashed {
+        /// The client name.
+        client: String,
+    },
     /// A token names a policy the tenant does not store.
     #[error("the token names policy {policy:?}, which tenant {tenant} does not have")]
     UnknownPolicy {
@@ -113,11 +183,17 @@ pub enum DocError {
 impl TenantDoc {
     /// A tenant with nothing but its id.
     pub fn new(id: TenantId) -> Self {
-        TenantDoc { id, limits: TenantLimits::default(), policies: BTreeMap::new(), principals: BTreeMap::new() }
+        TenantDoc {
+            id,
+            limits: TenantLimits::default(),
+            policies: BTreeMap::new(),
+            principals: BTreeMap::new(),
+            clients: BTreeMap::new(),
+        }
     }
 
-    /// Checks what serde cannot: names are non-empty and every policy a principal
-    /// references exists.
+    /// Checks what serde cannot: names are non-empty and every policy a principal or a
+    /// client references exists; client names are valid and their secrets hashed.
     pub fn validate(&self) -> Result<(), DocError> {
         if self.policies.keys().any(|n| n.is_empty()) {
             return Err(DocError::EmptyPolicyName);
@@ -128,6 +204,21 @@ impl TenantDoc {
             }
             if let Some(missing) = entry.policies.iter().find(|p| !self.policies.contains_key(*p)) {
                 return Err(DocError::UnknownPrincipalPolicy { principal: principal.clone(), policy: missing.clone() });
+            }
+        }
+        for (name, entry) in &self.clients {
+            let client = || name.clone();
+            if !valid_client_name(name) {
+                return Err(DocError::BadClientName { client: client() });
+            }
+            if entry.subject.is_empty() {
+                return Err(DocError::EmptyClientSubject { client: client() });
+            }
+            if !entry.secret_hash.starts_with("$argon2") {
+                return Err(DocError::ClientSecretNotHashed { client: client() });
+            }
+            if let Some(missing) = entry.policies.iter().flatten().find(|p| !self.policies.contains_key(*p)) {
+                return Err(DocError::UnknownClientPolicy { client: client(), policy: missing.clone() });
             }
         }
         Ok(())
@@ -169,19 +260,19 @@ impl TenantDoc {
                 "limits" => {
                     TenantLimits::deserialize(value).map_err(at)?;
                 }
-                "policies" | "principals" => {
+                "policies" | "principals" | "clients" => {
                     let map = value.as_object().ok_or_else(|| format!("{field}: expected an object of named entries"))?;
                     for (name, entry) in map {
-                        let r = if field == "policies" {
-                            PolicyDocument::deserialize(entry).map(drop)
-                        } else {
-                            PrincipalEntry::deserialize(entry).map(drop)
+                        let r = match field.as_str() {
+                            "policies" => PolicyDocument::deserialize(entry).map(drop),
+                            "principals" => PrincipalEntry::deserialize(entry).map(drop),
+                            _ => OAuthClient::deserialize(entry).map(drop),
                         };
                         r.map_err(|e| format!("{field}.{name}: {e}"))?;
                     }
                 }
                 other => {
-                    return Err(format!("unknown field {other:?}, expected one of id, limits, policies, principals"))
+                    return Err(format!("unknown field {other:?}, expected one of id, limits, policies, principals, clients"))
                 }
             }
         }
@@ -298,6 +389,13 @@ impl TenantsSnapshot {
     /// The tenant, if it exists.
     pub fn get(&self, id: &TenantId) -> Option<&Arc<StoredTenant>> {
         self.tenants.get(id)
+    }
+
+    /// The OAuth client with id `<tenant>.<name>` and its tenant, if both exist.
+    pub fn client(&self, client_id: &str) -> Option<(&Arc<StoredTenant>, &OAuthClient)> {
+        let (tenant, name) = split_client_id(client_id)?;
+        let stored = self.tenants.get(&tenant)?;
+        Some((stored, stored.doc.clients.get(name)?))
     }
 
     /// Every tenant, ordered by id.
@@ -479,6 +577,101 @@ mod tests {
             let err = TenantDoc::parse_checked(&text).expect_err(&text);
             assert!(err.contains(needle), "{text}: {err} should contain {needle}");
         }
+    }
+
+    fn client(subject: &str, policies: Option<Vec<String>>) -> OAuthClient {
+        OAuthClient {
+            secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            subject: subject.into(),
+            policies,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn client_ids_name_their_tenant() {
+        assert_eq!(split_client_id("acme.app"), Some((id("acme"), "app")));
+        // Split at the first dot: names may contain dots, tenant ids never do.
+        assert_eq!(split_client_id("acme.app.v2"), Some((id("acme"), "app.v2")));
+        assert_eq!(client_id(&id("acme"), "app.v2"), "acme.app.v2");
+        for bad in ["acme", "acme.", ".app", "Acme.app", "acme.a b", "acme.a/b", "a.x", &format!("acme.{}", "n".repeat(65))] {
+            assert_eq!(split_client_id(bad), None, "{bad}");
+        }
+        assert!(valid_client_name(&"n".repeat(64)) && valid_client_name("A-z_0.9"));
+        assert!(!valid_client_name("") && !valid_client_name("ü") && !valid_client_name("a:b"));
+    }
+
+    #[test]
+    fn clients_are_validated() {
+        let mut d = doc("acme");
+        d.clients.insert("app".into(), client("alice", Some(vec!["all".into()])));
+        d.clients.insert("svc.v2".into(), client("svc", None));
+        assert_eq!(d.validate(), Ok(()));
+        let mut bad = d.clone();
+        bad.clients.insert("has space".into(), client("x", None));
+        assert_eq!(bad.validate(), Err(DocError::BadClientName { client: "has space".into() }));
+        let mut bad = d.clone();
+        bad.clients.insert(String::new(), client("x", None));
+        assert_eq!(bad.validate(), Err(DocError::BadClientName { client: String::new() }));
+        let mut bad = d.clone();
+        bad.clients.insert("x".into(), client("x", Some(vec!["nope".into()])));
+        assert_eq!(bad.validate(), Err(DocError::UnknownClientPolicy { client: "x".into(), policy: "nope".into() }));
+        let mut bad = d.clone();
+        bad.clients.insert("x".into(), client("", None));
+        assert_eq!(bad.validate(), Err(DocError::EmptyClientSubject { client: "x".into() }));
+        let mut bad = d.clone();
+        bad.clients.insert("x".into(), OAuthClient { secret_hash: "plain-secret".into(), ..client("x", None) });
+        assert_eq!(bad.validate(), Err(DocError::ClientSecretNotHashed { client: "x".into() }));
+        // A record with an invalid client is not applied.
+        let mut s = TenantsSnapshot::new();
+        let (k, v) = encode_record(&bad, 1);
+        assert!(matches!(s.apply(0, &k, Some(&v)), Err(RecordError::BadValue { .. })));
+        // parse_checked names the field.
+        let text = serde_json::to_string(&bad).expect("serializes");
+        let err = TenantDoc::parse_checked(&text).expect_err("plain secret");
+        assert!(err.contains("clients.x.secret_hash"), "{err}");
+        let err = TenantDoc::parse_checked(r#"{"id":"acme","clients":{"app":{"subject":"a"}}}"#).expect_err("missing");
+        assert!(err.starts_with("clients.app:") && err.contains("secret_hash"), "{err}");
+    }
+
+    #[test]
+    fn clients_are_found_by_id_in_the_snapshot() {
+        let mut s = TenantsSnapshot::new();
+        let mut d = doc("acme");
+        d.clients.insert("app".into(), client("alice", Some(vec!["all".into()])));
+        put(&mut s, 0, &d, 1).expect("applies");
+        let mut g = doc("globex");
+        g.clients.insert("app".into(), client("bob", None));
+        put(&mut s, 1, &g, 1).expect("applies");
+        let (t, c) = s.client("acme.app").expect("found");
+        assert_eq!((t.doc.id.as_str(), c.subject.as_str()), ("acme", "alice"));
+        assert_eq!(c.policies.as_deref(), Some(&["all".to_string()][..]));
+        // The same name in another tenant is another client.
+        let (t, c) = s.client("globex.app").expect("found");
+        assert_eq!((t.doc.id.as_str(), c.subject.as_str(), c.policies.clone()), ("globex", "bob", None));
+        assert!(s.client("acme.other").is_none());
+        assert!(s.client("initech.app").is_none());
+        assert!(s.client("app").is_none());
+        // Removing the client, or deleting the tenant, ends it.
+        d.clients.clear();
+        put(&mut s, 2, &d, 2).expect("applies");
+        assert!(s.client("acme.app").is_none());
+        s.apply(3, b"tenant/globex", None).expect("tombstone");
+        assert!(s.client("globex.app").is_none());
+    }
+
+    #[test]
+    fn documents_without_clients_serialize_as_before() {
+        let d = doc("acme");
+        let v: serde_json::Value = serde_json::to_value(&d).expect("serializes");
+        assert!(v.get("clients").is_none(), "{v}");
+        let mut with = doc("acme");
+        with.clients.insert("app".into(), client("a", None));
+        let (_, bytes) = encode_record(&with, 1);
+        let parsed: RecordValue = serde_json::from_slice(&bytes).expect("parses");
+        assert_eq!(parsed.tenant, with);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert!(v["tenant"]["clients"]["app"].get("policies").is_none(), "{v}");
     }
 
     #[test]

@@ -16,14 +16,18 @@
 //! - Share sessions count epochs per request on the broker, so a ShareFetch or
 //!   ShareAcknowledge whose topics were all denied is still forwarded (emptied) when its
 //!   group is allowed: answering it locally would put the client's epoch out of step.
+//! - Classic groups of protocol type `consumer` carry topic names inside their opaque
+//!   member payloads (ConsumerProtocol subscriptions and assignments); these are mapped
+//!   both ways too, so the pool's coordinator only ever sees pool names.
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     consumer_group_describe_response, delete_groups_response, describe_groups_response,
     describe_share_group_offsets_response, find_coordinator_response, offset_commit_response,
     offset_delete_response, offset_fetch_response, share_acknowledge_response, share_fetch_response,
     share_group_describe_response, alter_share_group_offsets_response, delete_share_group_offsets_response,
     AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, ApiKey, ConsumerGroupDescribeRequest,
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription,
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
     DeleteGroupsRequest, DeleteGroupsResponse, DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, DescribeShareGroupOffsetsRequest,
@@ -34,8 +38,9 @@ use kafka_protocol::messages::{
     ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
     ShareGroupHeartbeatResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_tenancy::policy::Action;
+use tracing::debug;
 use uuid::Uuid;
 
 use super::data::resolve_topic;
@@ -284,15 +289,25 @@ pub fn find_coordinator_response(
 // === Classic membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ===
 
 /// Maps the group id of a membership request; AlterGroup (Kafka's READ on the group).
-/// The responses name no group, so they pass through.
+/// JoinGroup and SyncGroup of `consumer` groups also carry topic names inside their
+/// member payloads, mapped both ways ([`payloads`]); everything else the responses carry
+/// names no group or topic, so they pass through.
 pub fn membership(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
     match req.api {
         ApiKey::JoinGroup => {
             let mut r: JoinGroupRequest = decode_request(req.api, req.version, body)?;
             match group_check(ctx, &r.group_id, Action::AlterGroup) {
                 Ok(pool) => {
-                    r.group_id = pool;
-                    pass_through(req, &r)
+                    let group = std::mem::replace(&mut r.group_id, pool).0;
+                    let consumer = r.protocol_type.as_str() == CONSUMER_PROTOCOL;
+                    ctx.view.classic.remember(&group, consumer);
+                    if !consumer {
+                        return pass_through(req, &r);
+                    }
+                    for p in &mut r.protocols {
+                        p.metadata = subscription_payload(ctx, &p.metadata, Payloads::Consumer, Dir::In);
+                    }
+                    forward(req, &r, Denied { keys: vec![(group, code::NONE)], ..Denied::default() })
                 }
                 Err(code) => local(req, &JoinGroupResponse::default().with_error_code(code)),
             }
@@ -301,8 +316,18 @@ pub fn membership(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission
             let mut r: SyncGroupRequest = decode_request(req.api, req.version, body)?;
             match group_check(ctx, &r.group_id, Action::AlterGroup) {
                 Ok(pool) => {
-                    r.group_id = pool;
-                    pass_through(req, &r)
+                    let group = std::mem::replace(&mut r.group_id, pool).0;
+                    if let Some(t) = &r.protocol_type {
+                        ctx.view.classic.remember(&group, t.as_str() == CONSUMER_PROTOCOL);
+                    }
+                    let kind = payloads(ctx, &group, r.protocol_type.as_ref());
+                    if kind == Payloads::Other {
+                        return pass_through(req, &r);
+                    }
+                    for a in &mut r.assignments {
+                        a.assignment = assignment_payload(ctx, &a.assignment, kind, Dir::In);
+                    }
+                    forward(req, &r, Denied { keys: vec![(group, code::NONE)], ..Denied::default() })
                 }
                 Err(code) => local(req, &SyncGroupResponse::default().with_error_code(code)),
             }
@@ -328,6 +353,197 @@ pub fn membership(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission
             }
         }
     }
+}
+
+/// The JoinGroup or SyncGroup response of a request that [`membership`] mapped (its
+/// `Denied::keys` holds the group): member subscriptions (to the leader) and the
+/// member's assignment back in the tenant's view.
+pub fn membership_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body: Bytes) -> Result<Bytes, MapError> {
+    let group = denied.keys.first().map(|(g, _)| g.clone()).unwrap_or_default();
+    if req.api == ApiKey::JoinGroup {
+        let mut resp: JoinGroupResponse = decode_response(req.api, req.version, &body)?;
+        let kind = payloads(ctx, &group, resp.protocol_type.as_ref());
+        for m in &mut resp.members {
+            m.metadata = subscription_payload(ctx, &m.metadata, kind, Dir::Out);
+        }
+        answer(req.api, req.version, req.correlation_id, &resp)
+    } else {
+        let mut resp: SyncGroupResponse = decode_response(req.api, req.version, &body)?;
+        let kind = payloads(ctx, &group, resp.protocol_type.as_ref());
+        resp.assignment = assignment_payload(ctx, &resp.assignment, kind, Dir::Out);
+        answer(req.api, req.version, req.correlation_id, &resp)
+    }
+}
+
+// === Classic consumer protocol payloads ===
+//
+// A classic group of protocol type `consumer` carries Kafka's ConsumerProtocol inside
+// its opaque member bytes: JoinGroup `protocols[].metadata`, the JoinGroup response's
+// `members[].metadata` and DescribeGroups' `member_metadata` are a
+// ConsumerProtocolSubscription; SyncGroup `assignments[].assignment`, the SyncGroup
+// response's `assignment` and DescribeGroups' `member_assignment` are a
+// ConsumerProtocolAssignment. Each is an i16 version and then the body at that version.
+// The pool's coordinator reads these (KIP-496 expiry of unsubscribed topics' offsets,
+// classic to KIP-848 online migration), so it must see pool names; clients see theirs.
+// Kafka reads a version newer than it knows at its highest known version and ignores the
+// bytes after it; the gateway does the same and keeps those bytes as they are.
+// `user_data` is the assignor's own (Streams puts topic names there) and is read only
+// by the tenant's own members, so it stays in the tenant's view.
+
+/// The protocol type whose member payloads are ConsumerProtocol messages.
+const CONSUMER_PROTOCOL: &str = "consumer";
+
+/// How many groups' protocol types a connection remembers. A member uses one or a few
+/// groups per coordinator connection; the oldest entry is forgotten first.
+const REMEMBERED_GROUPS: usize = 16;
+
+/// The protocol types of the classic groups this connection joined (tenant-view group
+/// id, whether it is `consumer`). SyncGroup below v5 and JoinGroup responses below v7
+/// do not carry the type, and librdkafka uses exactly those versions.
+#[derive(Debug, Default)]
+pub struct ClassicProtocols {
+    groups: std::collections::VecDeque<(StrBytes, bool)>,
+}
+
+impl ClassicProtocols {
+    fn remember(&mut self, group: &StrBytes, consumer: bool) {
+        self.groups.retain(|(g, _)| g != group);
+        if self.groups.len() >= REMEMBERED_GROUPS {
+            self.groups.pop_front();
+        }
+        self.groups.push_back((group.clone(), consumer));
+    }
+
+    fn get(&self, group: &StrBytes) -> Option<bool> {
+        self.groups.iter().find(|(g, _)| g == group).map(|(_, c)| *c)
+    }
+}
+
+/// What a classic group's member payloads are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payloads {
+    /// Protocol type `consumer`: ConsumerProtocol messages (a client may still use its
+    /// own format under that type, so undecodable bytes pass unchanged).
+    Consumer,
+    /// Another protocol type (Connect...): opaque, never touched.
+    Other,
+    /// Not known on this connection (a SyncGroup below v5 whose JoinGroup went through
+    /// another connection): mapped only if the bytes are exactly a ConsumerProtocol
+    /// message of a known version.
+    Unknown,
+}
+
+/// The payload kind from the message's own protocol type, else from what this
+/// connection saw of the group.
+fn payloads(ctx: &Ctx<'_>, group: &StrBytes, protocol_type: Option<&StrBytes>) -> Payloads {
+    let consumer = match protocol_type {
+        Some(t) => Some(t.as_str() == CONSUMER_PROTOCOL),
+        None => ctx.view.classic.get(group),
+    };
+    match consumer {
+        Some(true) => Payloads::Consumer,
+        Some(false) => Payloads::Other,
+        None => Payloads::Unknown,
+    }
+}
+
+/// Which way a payload's topic names go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// Tenant to pool: the raw prefix, unvalidated, as KIP-848 subscriptions get
+    /// ([`subscribed_in`]): a name the tenant cannot use names a topic that cannot exist.
+    In,
+    /// Pool to tenant: the prefix removed; names that are not the tenant's are dropped.
+    Out,
+}
+
+/// One topic name mapped `dir`; `None` drops it.
+fn payload_topic(ctx: &Ctx<'_>, name: &StrBytes, dir: Dir) -> Option<StrBytes> {
+    match dir {
+        Dir::In => {
+            let prefix = ctx.ns().prefix();
+            let mut pool = String::with_capacity(prefix.len() + name.len());
+            pool.push_str(prefix);
+            pool.push_str(name.as_str());
+            Some(StrBytes::from_string(pool))
+        }
+        Dir::Out => ctx.topic_out(&TopicName(name.clone())).map(|t| t.0),
+    }
+}
+
+/// The highest ConsumerProtocol version the protocol crate knows.
+const CONSUMER_PROTOCOL_MAX: i16 = 3;
+
+/// Splits a payload into its version, its message and the bytes after it. `exact` (for
+/// [`Payloads::Unknown`]) accepts only a known version with nothing left over.
+fn decode_payload<M: Decodable>(bytes: &Bytes, exact: bool) -> Option<(i16, M, Bytes)> {
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = buf.get_i16();
+    if version < 0 || (exact && version > CONSUMER_PROTOCOL_MAX) {
+        return None;
+    }
+    let msg = M::decode(&mut buf, version.min(CONSUMER_PROTOCOL_MAX)).ok()?;
+    if exact && !buf.is_empty() {
+        return None;
+    }
+    Some((version, msg, buf))
+}
+
+fn encode_payload<M: Encodable>(version: i16, msg: &M, rest: &Bytes) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    out.put_i16(version);
+    msg.encode(&mut out, version.min(CONSUMER_PROTOCOL_MAX)).ok()?;
+    out.extend_from_slice(rest);
+    Some(out.freeze())
+}
+
+/// Decodes a payload of `kind`, maps it with `map` and re-encodes it at its version.
+/// Empty payloads, other protocols and bytes that are not a ConsumerProtocol message
+/// come back unchanged: a client may use its own format under the `consumer` type, and
+/// that is no reason to close its connection.
+fn map_payload<M: Decodable + Encodable>(bytes: &Bytes, kind: Payloads, what: &'static str, map: impl FnOnce(&mut M)) -> Bytes {
+    if bytes.is_empty() || kind == Payloads::Other {
+        return bytes.clone();
+    }
+    let Some((version, mut msg, rest)) = decode_payload::<M>(bytes, kind == Payloads::Unknown) else {
+        debug!(what, len = bytes.len(), ?kind, "not a ConsumerProtocol message: forwarded unchanged");
+        return bytes.clone();
+    };
+    map(&mut msg);
+    encode_payload(version, &msg, &rest).unwrap_or_else(|| {
+        debug!(what, version, "mapped ConsumerProtocol message does not encode: forwarded unchanged");
+        bytes.clone()
+    })
+}
+
+/// A ConsumerProtocolSubscription with `topics` and `owned_partitions` mapped `dir`.
+fn subscription_payload(ctx: &Ctx<'_>, bytes: &Bytes, kind: Payloads, dir: Dir) -> Bytes {
+    map_payload(bytes, kind, "subscription", |m: &mut ConsumerProtocolSubscription| {
+        m.topics = std::mem::take(&mut m.topics).iter().filter_map(|t| payload_topic(ctx, t, dir)).collect();
+        m.owned_partitions.retain_mut(|p| match payload_topic(ctx, &p.topic.0, dir) {
+            Some(n) => {
+                p.topic = TopicName(n);
+                true
+            }
+            None => false,
+        });
+    })
+}
+
+/// A ConsumerProtocolAssignment with `assigned_partitions` mapped `dir`.
+fn assignment_payload(ctx: &Ctx<'_>, bytes: &Bytes, kind: Payloads, dir: Dir) -> Bytes {
+    map_payload(bytes, kind, "assignment", |m: &mut ConsumerProtocolAssignment| {
+        m.assigned_partitions.retain_mut(|p| match payload_topic(ctx, &p.topic.0, dir) {
+            Some(n) => {
+                p.topic = TopicName(n);
+                true
+            }
+            None => false,
+        });
+    })
 }
 
 // === OffsetCommit ===
@@ -644,8 +860,12 @@ pub fn describe_groups_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, bod
         g.authorized_operations = group_ops(ctx, &id, g.authorized_operations);
         g.group_id = id;
         g.error_message = ctx.scrub(&g.error_message);
+        // DescribeGroups names the protocol type itself, whatever the version.
+        let kind = if g.protocol_type.as_str() == CONSUMER_PROTOCOL { Payloads::Consumer } else { Payloads::Other };
         for m in &mut g.members {
             m.client_id = client_id_out(ctx, &m.client_id);
+            m.member_metadata = subscription_payload(ctx, &m.member_metadata, kind, Dir::Out);
+            m.member_assignment = assignment_payload(ctx, &m.member_assignment, kind, Dir::Out);
         }
         true
     });
@@ -1444,7 +1664,8 @@ pub(super) mod tests {
         let ok = JoinGroupRequest::default().with_group_id(group("ok-g")).with_protocol_type(s("consumer"));
         let (fwd, plan): (JoinGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &ok));
         assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
-        assert!(matches!(plan, Plan::PassThrough));
+        // A `consumer` group's response carries subscriptions to map back.
+        assert!(matches!(plan, Plan::Map(_)));
 
         let denied = JoinGroupRequest::default().with_group_id(group("secret"));
         let out: JoinGroupResponse = answered(r, run_admit::<_, JoinGroupRequest>(&mut v, &ids, r, &denied));
@@ -1721,5 +1942,306 @@ pub(super) mod tests {
         let msg = ShareFetchRequest::default().with_group_id(Some(group("secret"))).with_topics(vec![t(mine)]);
         let out: ShareFetchResponse = answered(r, run_admit::<_, ShareFetchRequest>(&mut v, &ids, r, &msg));
         assert_eq!(out.error_code, code::GROUP_AUTHORIZATION_FAILED);
+    }
+
+    // --- Classic consumer protocol payloads ---
+
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTp;
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTp;
+    use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+
+    /// A ConsumerProtocol payload as Kafka's ConsumerProtocol writes it: version, body.
+    fn payload<M: Encodable>(version: i16, m: &M) -> Bytes {
+        let mut out = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut out, version);
+        m.encode(&mut out, version).unwrap();
+        out.freeze()
+    }
+
+    fn read_payload<M: Decodable>(b: &Bytes) -> (i16, M) {
+        let mut buf = b.clone();
+        let version = bytes::Buf::get_i16(&mut buf);
+        let m = M::decode(&mut buf, version).unwrap();
+        assert!(buf.is_empty(), "bytes left after a v{version} payload");
+        (version, m)
+    }
+
+    /// A subscription with every field its version has, naming `topics` and owning
+    /// partitions of `owned`.
+    fn subscription(version: i16, topics: &[&str], owned: &[&str]) -> ConsumerProtocolSubscription {
+        let mut m = ConsumerProtocolSubscription::default()
+            .with_topics(topics.iter().map(|t| s(t)).collect())
+            .with_user_data(Some(Bytes::from_static(b"assignor state")));
+        if version >= 1 {
+            m.owned_partitions =
+                owned.iter().map(|t| OwnedTp::default().with_topic(topic(t)).with_partitions(vec![0, 2])).collect();
+        }
+        if version >= 2 {
+            m.generation_id = 42;
+        }
+        if version >= 3 {
+            m.rack_id = Some(s("rack-b"));
+        }
+        m
+    }
+
+    fn assignment(topics: &[&str]) -> ConsumerProtocolAssignment {
+        ConsumerProtocolAssignment::default()
+            .with_assigned_partitions(
+                topics.iter().map(|t| AssignedTp::default().with_topic(topic(t)).with_partitions(vec![1, 3])).collect(),
+            )
+            .with_user_data(Some(Bytes::from_static(b"sticky")))
+    }
+
+    fn join(protocol_type: &str, metadata: Vec<Bytes>) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(group("ok-g"))
+            .with_protocol_type(s(protocol_type))
+            .with_protocols(
+                metadata
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| JoinGroupRequestProtocol::default().with_name(s(&format!("p{i}"))).with_metadata(m))
+                    .collect(),
+            )
+    }
+
+    fn join_response(metadata: Vec<Bytes>) -> JoinGroupResponse {
+        JoinGroupResponse::default().with_protocol_name(Some(s("p0"))).with_members(
+            metadata
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| JoinGroupResponseMember::default().with_member_id(s(&format!("m{i}"))).with_metadata(m))
+                .collect(),
+        )
+    }
+
+    fn sync(assignments: Vec<Bytes>) -> SyncGroupRequest {
+        SyncGroupRequest::default().with_group_id(group("ok-g")).with_member_id(s("m0")).with_assignments(
+            assignments
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| SyncGroupRequestAssignment::default().with_member_id(s(&format!("m{i}"))).with_assignment(a))
+                .collect(),
+        )
+    }
+
+    fn owned_names(m: &ConsumerProtocolSubscription) -> Vec<&str> {
+        m.owned_partitions.iter().map(|p| p.topic.0.as_str()).collect()
+    }
+
+    fn assigned_names(m: &ConsumerProtocolAssignment) -> Vec<&str> {
+        m.assigned_partitions.iter().map(|p| p.topic.0.as_str()).collect()
+    }
+
+    /// JoinGroup v5 (librdkafka's: the response has no protocol type): every protocol's
+    /// subscription reaches the pool in pool names at its own version, fields intact; the
+    /// leader gets members' subscriptions back in its names, others' topics dropped.
+    #[test]
+    fn join_group_subscriptions_both_ways_at_every_version() {
+        for version in 0..=3i16 {
+            let (mut v, ids) = (view(), TopicIds::default());
+            let r = req(ApiKey::JoinGroup, 5);
+            let mine = subscription(version, &["ok-a", "__x", "secret"], &["ok-a"]);
+            let msg = join("consumer", vec![payload(version, &mine), payload(version, &mine)]);
+            let (fwd, plan): (JoinGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+            assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
+            assert_eq!(fwd.protocols.len(), 2);
+            for p in &fwd.protocols {
+                let (got_version, got): (_, ConsumerProtocolSubscription) = read_payload(&p.metadata);
+                assert_eq!(got_version, version);
+                assert_eq!(names(got.topics.iter()), ["acme.ok-a", "acme.__x", "acme.secret"], "v{version}");
+                let want_owned: &[&str] = if version >= 1 { &["acme.ok-a"] } else { &[] };
+                assert_eq!(owned_names(&got), want_owned, "v{version}");
+                let expect = subscription(version, &["acme.ok-a", "acme.__x", "acme.secret"], &["acme.ok-a"]);
+                assert_eq!(got, expect, "v{version}: other fields changed");
+            }
+
+            let theirs = subscription(version, &["acme.ok-a", "other.b", "__consumer_offsets"], &["other.b", "acme.ok-a"]);
+            let broker = join_response(vec![payload(version, &theirs), Bytes::new()]);
+            let out: JoinGroupResponse = run_respond(&mut v, &ids, r, plan, &broker);
+            let (got_version, got): (_, ConsumerProtocolSubscription) = read_payload(&out.members[0].metadata);
+            assert_eq!(got_version, version);
+            assert_eq!(got, subscription(version, &["ok-a"], &["ok-a"]), "v{version}");
+            assert!(out.members[1].metadata.is_empty(), "empty metadata stays empty");
+        }
+    }
+
+    /// SyncGroup v3 (no protocol type in it): the connection's JoinGroup said `consumer`,
+    /// so the leader's assignments reach the pool in pool names and the member's own
+    /// assignment comes back in its names, at every version.
+    #[test]
+    fn sync_group_assignments_both_ways_at_every_version() {
+        for version in 0..=3i16 {
+            let (mut v, ids) = (view(), TopicIds::default());
+            let _ = run_admit::<_, JoinGroupRequest>(&mut v, &ids, req(ApiKey::JoinGroup, 5), &join("consumer", vec![]));
+            let r = req(ApiKey::SyncGroup, 3);
+            let msg = sync(vec![payload(version, &assignment(&["ok-a", "ok-b"])), Bytes::new()]);
+            let (fwd, plan): (SyncGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+            assert_eq!(fwd.group_id.0.as_str(), "acme.ok-g");
+            let (got_version, got): (_, ConsumerProtocolAssignment) = read_payload(&fwd.assignments[0].assignment);
+            assert_eq!(got_version, version);
+            assert_eq!(got, assignment(&["acme.ok-a", "acme.ok-b"]), "v{version}");
+            assert!(fwd.assignments[1].assignment.is_empty());
+
+            let broker = SyncGroupResponse::default()
+                .with_assignment(payload(version, &assignment(&["acme.ok-a", "other.ok-a", "acme.ok-b"])));
+            let out: SyncGroupResponse = run_respond(&mut v, &ids, r, plan, &broker);
+            let (got_version, got): (_, ConsumerProtocolAssignment) = read_payload(&out.assignment);
+            assert_eq!(got_version, version);
+            assert_eq!(assigned_names(&got), ["ok-a", "ok-b"], "v{version}");
+            assert_eq!(got.user_data.as_deref(), Some(&b"sticky"[..]));
+        }
+    }
+
+    /// Versions that name the protocol type use it: JoinGroup v7+ responses and
+    /// SyncGroup v5+, with no JoinGroup seen on this connection.
+    #[test]
+    fn protocol_type_in_the_message_decides() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::SyncGroup, 5);
+        let a = payload(1, &assignment(&["ok-a"]));
+        let msg = sync(vec![a.clone()]).with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
+        let (fwd, plan): (SyncGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        let (_, got): (_, ConsumerProtocolAssignment) = read_payload(&fwd.assignments[0].assignment);
+        assert_eq!(assigned_names(&got), ["acme.ok-a"]);
+        let broker = SyncGroupResponse::default()
+            .with_protocol_type(Some(s("consumer")))
+            .with_assignment(payload(1, &assignment(&["acme.ok-a"])));
+        let out: SyncGroupResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        assert_eq!(out.assignment, a);
+
+        // Another protocol type is never touched, even when its bytes would decode.
+        let msg = sync(vec![a.clone()]).with_protocol_type(Some(s("connect"))).with_protocol_name(Some(s("sessioned")));
+        let (fwd, plan): (SyncGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.assignments[0].assignment, a);
+        assert!(matches!(plan, Plan::PassThrough));
+
+        let r = req(ApiKey::JoinGroup, 7);
+        let sub = payload(2, &subscription(2, &["ok-a"], &[]));
+        let msg = join("connect", vec![sub.clone()]);
+        let (fwd, plan): (JoinGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        assert_eq!(fwd.protocols[0].metadata, sub);
+        assert!(matches!(plan, Plan::PassThrough));
+        // ... and that connection now knows the group is not `consumer` for SyncGroup v3.
+        let r = req(ApiKey::SyncGroup, 3);
+        let (fwd, plan): (SyncGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &sync(vec![a.clone()])));
+        assert_eq!(fwd.assignments[0].assignment, a);
+        assert!(matches!(plan, Plan::PassThrough));
+    }
+
+    /// Bytes that are not a ConsumerProtocol message under the `consumer` type (a custom
+    /// format) are forwarded unchanged both ways, never an error.
+    #[test]
+    fn undecodable_payloads_pass_through() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let garbage = [
+            Bytes::from_static(b"\x00"),
+            Bytes::from_static(b"\xff\xff\x00\x00"),
+            Bytes::from_static(b"\x00\x01\x7f\xff\xff\xff"),
+            Bytes::from_static(b"custom assignor bytes"),
+        ];
+        let r = req(ApiKey::JoinGroup, 5);
+        let (fwd, plan): (JoinGroupRequest, _) =
+            forwarded(run_admit(&mut v, &ids, r, &join("consumer", garbage.to_vec())));
+        let got: Vec<_> = fwd.protocols.iter().map(|p| p.metadata.clone()).collect();
+        assert_eq!(got, garbage);
+        let out: JoinGroupResponse = run_respond(&mut v, &ids, r, plan, &join_response(garbage.to_vec()));
+        let got: Vec<_> = out.members.iter().map(|m| m.metadata.clone()).collect();
+        assert_eq!(got, garbage);
+
+        let r = req(ApiKey::SyncGroup, 3);
+        let (fwd, plan): (SyncGroupRequest, _) = forwarded(run_admit(&mut v, &ids, r, &sync(garbage.to_vec())));
+        let got: Vec<_> = fwd.assignments.iter().map(|a| a.assignment.clone()).collect();
+        assert_eq!(got, garbage);
+        for g in &garbage {
+            let out: SyncGroupResponse = run_respond(
+                &mut v,
+                &ids,
+                r,
+                Plan::Map(Box::new(Denied { keys: vec![(s("ok-g"), 0)], ..Denied::default() })),
+                &SyncGroupResponse::default().with_assignment(g.clone()),
+            );
+            assert_eq!(&out.assignment, g);
+        }
+        let _ = plan;
+    }
+
+    /// A SyncGroup v3 on a connection that never saw the group's JoinGroup: mapped only
+    /// when the bytes are exactly a ConsumerProtocol message of a known version.
+    #[test]
+    fn unknown_protocol_maps_only_exact_messages() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::SyncGroup, 3);
+        let exact = payload(0, &assignment(&["ok-a"]));
+        let mut trailing = exact.to_vec();
+        trailing.extend_from_slice(b"more");
+        let trailing = Bytes::from(trailing);
+        let (fwd, _): (SyncGroupRequest, _) =
+            forwarded(run_admit(&mut v, &ids, r, &sync(vec![exact.clone(), trailing.clone()])));
+        let (_, got): (_, ConsumerProtocolAssignment) = read_payload(&fwd.assignments[0].assignment);
+        assert_eq!(assigned_names(&got), ["acme.ok-a"]);
+        assert_eq!(fwd.assignments[1].assignment, trailing);
+    }
+
+    /// A version newer than the crate knows is read at v3, as Kafka does; the version and
+    /// the bytes after the known fields are kept.
+    #[test]
+    fn newer_versions_keep_their_version_and_tail() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let mut bytes = payload(3, &subscription(3, &["ok-a"], &["ok-a"])).to_vec();
+        bytes[..2].copy_from_slice(&4i16.to_be_bytes());
+        bytes.extend_from_slice(b"v4 field");
+        let r = req(ApiKey::JoinGroup, 5);
+        let (fwd, _): (JoinGroupRequest, _) =
+            forwarded(run_admit(&mut v, &ids, r, &join("consumer", vec![Bytes::from(bytes)])));
+        let mut got = fwd.protocols[0].metadata.clone();
+        assert_eq!(bytes::Buf::get_i16(&mut got), 4);
+        let m = ConsumerProtocolSubscription::decode(&mut got, 3).unwrap();
+        assert_eq!(names(m.topics.iter()), ["acme.ok-a"]);
+        assert_eq!(owned_names(&m), ["acme.ok-a"]);
+        assert_eq!(&got[..], b"v4 field");
+    }
+
+    /// DescribeGroups: `consumer` members' subscriptions and assignments in the tenant's
+    /// names, others' topics dropped; other protocol types untouched.
+    #[test]
+    fn describe_groups_maps_member_payloads() {
+        let (mut v, ids) = (view(), TopicIds::default());
+        let r = req(ApiKey::DescribeGroups, 5);
+        let msg = DescribeGroupsRequest::default().with_groups(vec![group("ok-g"), group("ok-c")]);
+        let (_, plan): (DescribeGroupsRequest, _) = forwarded(run_admit(&mut v, &ids, r, &msg));
+        let sub = payload(1, &subscription(1, &["acme.ok-a", "other.x"], &["acme.ok-a", "other.x"]));
+        let asg = payload(3, &assignment(&["acme.ok-a", "other.x"]));
+        let member = |m: &Bytes, a: &Bytes| {
+            DescribedGroupMember::default()
+                .with_member_id(s("m"))
+                .with_client_id(s("acme.c"))
+                .with_member_metadata(m.clone())
+                .with_member_assignment(a.clone())
+        };
+        let broker = DescribeGroupsResponse::default().with_groups(vec![
+            DescribedGroup::default()
+                .with_group_id(group("acme.ok-g"))
+                .with_protocol_type(s("consumer"))
+                .with_members(vec![member(&sub, &asg), member(&Bytes::new(), &Bytes::new())]),
+            DescribedGroup::default()
+                .with_group_id(group("acme.ok-c"))
+                .with_protocol_type(s("connect"))
+                .with_members(vec![member(&sub, &asg)]),
+        ]);
+        let out: DescribeGroupsResponse = run_respond(&mut v, &ids, r, plan, &broker);
+        let m = &out.groups[0].members[0];
+        let (_, got): (_, ConsumerProtocolSubscription) = read_payload(&m.member_metadata);
+        assert_eq!(got, subscription(1, &["ok-a"], &["ok-a"]));
+        let (_, got): (_, ConsumerProtocolAssignment) = read_payload(&m.member_assignment);
+        assert_eq!(assigned_names(&got), ["ok-a"]);
+        assert!(out.groups[0].members[1].member_metadata.is_empty());
+        assert!(out.groups[0].members[1].member_assignment.is_empty());
+        assert_eq!(out.groups[1].members[0].member_metadata, sub);
+        assert_eq!(out.groups[1].members[0].member_assignment, asg);
     }
 }

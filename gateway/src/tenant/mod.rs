@@ -172,11 +172,15 @@ pub struct TenantView {
     /// Fetch session ids the pool issued to this connection. A request naming any other
     /// session (possibly another tenant's, guessed) is refused before it reaches the pool.
     fetch_sessions: Vec<i32>,
+    /// Protocol types of the classic groups this connection joined, for the JoinGroup and
+    /// SyncGroup versions that do not name it (the member payloads are mapped only for
+    /// `consumer`).
+    classic: groups::ClassicProtocols,
 }
 
 impl TenantView {
     pub fn new(ns: Namespace, grants: Arc<Grants>) -> Self {
-        Self { ns, grants, fetch_sessions: Vec::new() }
+        Self { ns, grants, fetch_sessions: Vec::new(), classic: groups::ClassicProtocols::default() }
     }
 
     /// Replaces the grants after a policy change; takes effect on the next request.
@@ -363,6 +367,7 @@ pub fn respond(
     observed: &mut Observed,
 ) -> Result<Option<Bytes>, MapError> {
     use ApiKey::*;
+    let mapped = matches!(plan, Plan::Map(_));
     let denied = match plan {
         Plan::PassThrough => Denied::default(),
         Plan::Map(d) => *d,
@@ -383,6 +388,8 @@ pub fn respond(
         IncrementalAlterConfigs => topics::incremental_alter_configs_response(ctx, req, denied, body),
         DescribeProducers => topics::describe_producers_response(ctx, req, denied, body),
         FindCoordinator => groups::find_coordinator_response(ctx, req, denied, body, adv),
+        // Only `consumer` groups' payloads name topics; the rest were passed through.
+        JoinGroup | SyncGroup if mapped => groups::membership_response(ctx, req, denied, body),
         OffsetCommit => groups::offset_commit_response(ctx, req, denied, body),
         OffsetFetch => groups::offset_fetch_response(ctx, req, denied, body),
         OffsetDelete => groups::offset_delete_response(ctx, req, denied, body),
@@ -400,7 +407,7 @@ pub fn respond(
         TxnOffsetCommit => txn::txn_offset_commit_response(ctx, req, denied, body),
         DescribeTransactions => txn::describe_transactions_response(ctx, req, denied, body),
         ListTransactions => txn::list_transactions_response(ctx, req, denied, body),
-        // Responses without tenant names (membership, InitProducerId, AddOffsetsToTxn,
+        // Responses without tenant names (other membership, InitProducerId, AddOffsetsToTxn,
         // EndTxn, heartbeats, telemetry, DescribeCluster): the address rewrite alone.
         _ => return Ok(None),
     };

@@ -14,7 +14,8 @@ pub enum Exposure {
     /// Used by ordinary producers, consumers and admin clients.
     Client,
     /// Cluster-wide administration (ACLs, reassignments, elections, log dirs, SCRAM,
-    /// features). Open only on the development listener; tenants are refused.
+    /// features). Forwarded only on the development listener; tenants are answered
+    /// CLUSTER_AUTHORIZATION_FAILED by the tenancy stage.
     ClusterAdmin,
     /// Inter-broker and controller traffic. Never advertised, never forwarded.
     Internal,
@@ -95,8 +96,16 @@ pub fn entry(key: ApiKey) -> ApiEntry {
     ApiEntry { key, exposure, rewrite }
 }
 
-/// Whether a listener with the given reach may forward this API.
-pub fn allowed(entry: &ApiEntry, cluster_admin: bool) -> bool {
+/// Whether a listener offers this API (in ApiVersions, and accepts requests for it).
+/// Cluster administration is offered everywhere: the open listener forwards it, and on
+/// tenant listeners the tenancy stage answers it with CLUSTER_AUTHORIZATION_FAILED, as a
+/// broker answers a principal without cluster rights.
+pub fn offered(entry: &ApiEntry) -> bool {
+    entry.exposure != Exposure::Internal
+}
+
+/// Whether a listener with the given reach may forward this API to the pool as it is.
+pub fn forwardable(entry: &ApiEntry, cluster_admin: bool) -> bool {
     match entry.exposure {
         Exposure::Client => true,
         Exposure::ClusterAdmin => cluster_admin,
@@ -133,8 +142,10 @@ mod tests {
             assert_ne!(entry(key).rewrite, ResponseRewrite::None, "{key:?}");
         }
         assert_eq!(entry(ApiKey::DescribeQuorum).exposure, Exposure::Internal);
-        assert!(!allowed(&entry(ApiKey::BrokerHeartbeat), true));
-        assert!(!allowed(&entry(ApiKey::ElectLeaders), false));
-        assert!(allowed(&entry(ApiKey::Produce), false));
+        assert!(!offered(&entry(ApiKey::BrokerHeartbeat)));
+        assert!(!forwardable(&entry(ApiKey::BrokerHeartbeat), true));
+        assert!(offered(&entry(ApiKey::ElectLeaders)));
+        assert!(!forwardable(&entry(ApiKey::ElectLeaders), false));
+        assert!(forwardable(&entry(ApiKey::Produce), false));
     }
 }

@@ -338,7 +338,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             });
         };
         let entry = api_table::entry(api);
-        if !api_table::allowed(&entry, advertised.cluster_admin) {
+        if !api_table::offered(&entry) {
             return Err(ConnError::NotOffered { api });
         }
         let range = entry.versions();
@@ -407,6 +407,11 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 }
                 Step::Close(reason) => return Err(ConnError::Sasl(reason)),
             }
+        }
+        if tenancy.is_none() && !api_table::forwardable(&entry, advertised.cluster_admin) {
+            // Only a tenant connection may send it (and gets a refusal); before SASL
+            // completes the session layer has already refused everything else.
+            return Err(ConnError::NotOffered { api });
         }
         let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
         if let (Some(state), Some(body_at)) = (tenancy.as_mut(), header.body_offset) {

@@ -199,10 +199,10 @@ impl<T: Encodable> ErasedEncode for T {
 }
 
 /// The ranges the gateway offers for `key`: its own, narrowed by the pool's when known.
-pub fn offered_range(key: i16, pool: &HashMap<i16, VersionRange>, cluster_admin: bool) -> Option<VersionRange> {
+pub fn offered_range(key: i16, pool: &HashMap<i16, VersionRange>, _cluster_admin: bool) -> Option<VersionRange> {
     let api = ApiKey::try_from(key).ok()?;
     let entry = api_table::entry(api);
-    if !api_table::allowed(&entry, cluster_admin) {
+    if !api_table::offered(&entry) {
         return None;
     }
     let ours = entry.versions();
@@ -351,7 +351,10 @@ mod tests {
         let mut obs = Observed::default();
         let out = rewrite_response(frame_of(raw), ApiKey::ApiVersions, 3, 9, &adv(), &mut obs).unwrap();
         let back = ApiVersionsResponse::decode(&mut out.slice(8..), 3).unwrap();
-        assert_eq!(back.api_keys.len(), 1);
+        // Produce, and ElectLeaders (cluster administration is offered everywhere; tenants
+        // get CLUSTER_AUTHORIZATION_FAILED from the tenancy stage); never BrokerHeartbeat.
+        let keys: Vec<i16> = back.api_keys.iter().map(|k| k.api_key).collect();
+        assert_eq!(keys, vec![0, ApiKey::ElectLeaders as i16]);
         assert_eq!(back.api_keys[0].max_version, ApiKey::Produce.valid_versions().max);
         assert_eq!(obs.pool_versions.unwrap().len(), 4);
     }

@@ -22,6 +22,7 @@
 //! Each API has one function per direction in the submodule of its family; `admit` and
 //! `respond` are the only entry points.
 
+mod cluster;
 mod data;
 mod groups;
 mod topics;
@@ -349,10 +350,9 @@ pub fn admit(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, Map
         ApiVersions | SaslHandshake | SaslAuthenticate | GetTelemetrySubscriptions | PushTelemetry => {
             Ok(Admission::Forward { body: None, plan: Plan::PassThrough })
         }
-        // Anything else (cluster administration, inter-broker APIs) never reaches here:
-        // the API table closes the connection first. Refuse rather than forward, should
-        // the table ever change.
-        _ => topics::cluster_admin(ctx, req, body),
+        // Cluster administration is answered CLUSTER_AUTHORIZATION_FAILED; inter-broker
+        // APIs never get here (not offered), and would close the connection.
+        _ => cluster::refuse(ctx, req, body)?.ok_or(MapError::NotForTenants { api: req.api }),
     }
 }
 

@@ -897,8 +897,3 @@ pub fn client_quotas(_ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admis
     );
     Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?))
 }
-
-/// Cluster administration is the service's, never a tenant's.
-pub fn cluster_admin(_ctx: &mut Ctx<'_>, req: Req, _body: &Bytes) -> Result<Admission, MapError> {
-    Err(MapError::NotForTenants { api: req.api })
-}

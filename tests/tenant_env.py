@@ -23,6 +23,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from conftest import POOL_BOOTSTRAP, kafka_tool, start_gateway
+from tenants import allow_all_doc, put_tenant
 from test_sasl import Keys, SaslEnv, sasl_auth_config, stop_gateway
 
 __all__ = ["tenant_gateway", "new_tenant", "Tenant", "OpenClient", "TenantGateway",
@@ -176,9 +177,6 @@ def new_tenant(tenant_gateway):
     """Factory: new_tenant(policies=None, principals=None, subject="app") -> Tenant."""
 
     def make(policies=None, principals=None, subject="app") -> Tenant:
-        # Imported here so the open-listener tests need nothing of the tenant store.
-        from tenants import allow_all_doc, put_tenant
-
         tid = new_tenant_id()
         doc = allow_all_doc(tid)
         if policies is not None:

@@ -1,0 +1,503 @@
+//! sluice quotas: byte rates per tenant and per partition (SPEC 7), enforced the way Kafka
+//! brokers enforce theirs (KIP-219).
+//!
+//! - Every tenant has four GCRA limiters (`governor`): tenant write and read, and keyed
+//!   limiters for the write and read of each of its partitions.
+//! - Kafka semantics: the request that crosses a limit still succeeds. [`TenantQuota::charge`]
+//!   consumes what is available now and returns a [`Charge`]: the throttle time to report in
+//!   the response (the largest wait among the limiters) and the debts left over. The
+//!   connection awaits [`Charge::settle`] before it reads the client's next request, which
+//!   both mutes the client for the throttle time and consumes the rest of the bytes, since
+//!   governor's limiters cannot go into debt.
+//! - Cells are KiB, not bytes: governor's replenish interval is whole nanoseconds, which at
+//!   400 MiB/s per byte would be off by 25%; per KiB it is exact to 0.02%.
+//! - A request larger than a limiter's burst (one second of its rate) is charged in chunks,
+//!   so no request is ever refused for its size here (size limits are a separate check).
+//! - Quota changes replace the tenant's limiters ([`Quotas::tenant`]), so they apply to the
+//!   next request of every live connection without restarting any; the burst refills once.
+//!
+//! This crate never depends on the gateway and owns no sockets.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+
+/// One cell of every limiter.
+const CELL_BYTES: u64 = 1024;
+
+/// Which way bytes flow, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Produce: bytes the client writes.
+    Write,
+    /// Fetch: bytes the client reads.
+    Read,
+}
+
+/// A partition of the pool: its pool topic name and index.
+pub type PartitionKey = (Bytes, i32);
+
+/// Byte rates (bytes per second) of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// All partitions of the tenant together, produce.
+    pub tenant_write: u64,
+    /// All partitions of the tenant together, fetch.
+    pub tenant_read: u64,
+    /// Each partition, produce.
+    pub partition_write: u64,
+    /// Each partition, fetch.
+    pub partition_read: u64,
+}
+
+impl Default for QuotaConfig {
+    /// MSK Serverless's: 200/400 MiB/s per tenant, 5/10 MiB/s per partition.
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self { tenant_write: 200 * MIB, tenant_read: 400 * MIB, partition_write: 5 * MIB, partition_read: 10 * MIB }
+    }
+}
+
+/// Per-tenant overrides; `None` keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaOverrides {
+    /// Overrides [`QuotaConfig::tenant_write`].
+    pub tenant_write: Option<u64>,
+    /// Overrides [`QuotaConfig::tenant_read`].
+    pub tenant_read: Option<u64>,
+    /// Overrides [`QuotaConfig::partition_write`].
+    pub partition_write: Option<u64>,
+    /// Overrides [`QuotaConfig::partition_read`].
+    pub partition_read: Option<u64>,
+}
+
+impl QuotaConfig {
+    /// This config with `o`'s values where set.
+    pub fn with(self, o: &QuotaOverrides) -> Self {
+        Self {
+            tenant_write: o.tenant_write.unwrap_or(self.tenant_write),
+            tenant_read: o.tenant_read.unwrap_or(self.tenant_read),
+            partition_write: o.partition_write.unwrap_or(self.partition_write),
+            partition_read: o.partition_read.unwrap_or(self.partition_read),
+        }
+    }
+
+    /// Fails for a rate below 1 KiB/s or above 4 TiB/s, naming it.
+    pub fn validate(&self) -> Result<(), QuotaError> {
+        for (name, rate) in [
+            ("tenant_write", self.tenant_write),
+            ("tenant_read", self.tenant_read),
+            ("partition_write", self.partition_write),
+            ("partition_read", self.partition_read),
+        ] {
+            if cells_per_sec(rate).is_none() {
+                return Err(QuotaError::Rate { name, rate });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A quota that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    /// Rates are counted in KiB per second with a 32-bit burst.
+    #[error("{name} = {rate} bytes/s: byte rates must be between 1 KiB/s and 4 TiB/s")]
+    Rate {
+        /// Which rate.
+        name: &'static str,
+        /// The bad value.
+        rate: u64,
+    },
+}
+
+fn cells_per_sec(rate: u64) -> Option<NonZeroU32> {
+    u32::try_from(rate / CELL_BYTES).ok().and_then(NonZeroU32::new)
+}
+
+fn cells(bytes: u64) -> u64 {
+    bytes.div_ceil(CELL_BYTES)
+}
+
+/// The limiter quota for `rate` bytes/s: one cell per 1/rate, burst of one second.
+fn quota(rate: u64) -> Result<(Quota, NonZeroU32), QuotaError> {
+    let per_sec = cells_per_sec(rate).ok_or(QuotaError::Rate { name: "rate", rate })?;
+    let period = Duration::from_nanos((1_000_000_000 / u64::from(per_sec.get())).max(1));
+    let q = Quota::with_period(period).ok_or(QuotaError::Rate { name: "rate", rate })?.allow_burst(per_sec);
+    Ok((q, per_sec))
+}
+
+/// The limiters of one tenant.
+pub struct TenantQuota {
+    config: QuotaConfig,
+    write: DefaultDirectRateLimiter,
+    read: DefaultDirectRateLimiter,
+    partition_write: DefaultKeyedRateLimiter<PartitionKey>,
+    partition_read: DefaultKeyedRateLimiter<PartitionKey>,
+    /// Largest chunk each limiter can take at once (its burst).
+    bursts: [NonZeroU32; 4],
+}
+
+impl std::fmt::Debug for TenantQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantQuota").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Which of a tenant's limiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Tenant(Direction),
+    Partition(Direction),
+}
+
+impl Which {
+    fn index(self) -> usize {
+        match self {
+            Which::Tenant(Direction::Write) => 0,
+            Which::Tenant(Direction::Read) => 1,
+            Which::Partition(Direction::Write) => 2,
+            Which::Partition(Direction::Read) => 3,
+        }
+    }
+}
+
+impl TenantQuota {
+    /// Limiters for `config`. Fails for rates [`QuotaConfig::validate`] refuses.
+    pub fn new(config: QuotaConfig) -> Result<Self, QuotaError> {
+        config.validate()?;
+        let (tw, tw_b) = quota(config.tenant_write)?;
+        let (tr, tr_b) = quota(config.tenant_read)?;
+        let (pw, pw_b) = quota(config.partition_write)?;
+        let (pr, pr_b) = quota(config.partition_read)?;
+        Ok(Self {
+            config,
+            write: DefaultDirectRateLimiter::direct(tw),
+            read: DefaultDirectRateLimiter::direct(tr),
+            partition_write: DefaultKeyedRateLimiter::dashmap(pw),
+            partition_read: DefaultKeyedRateLimiter::dashmap(pr),
+            bursts: [tw_b, tr_b, pw_b, pr_b],
+        })
+    }
+
+    /// The rates these limiters enforce.
+    pub fn config(&self) -> &QuotaConfig {
+        &self.config
+    }
+
+    /// Takes up to `n` cells now. Returns the cells left owing and the wait before the
+    /// first owed cell could be taken.
+    fn take(&self, which: Which, key: Option<&PartitionKey>, n: u64) -> (u64, Duration) {
+        let burst = u64::from(self.bursts[which.index()].get());
+        let first = n.min(burst);
+        let Some(first_nz) = u32::try_from(first).ok().and_then(NonZeroU32::new) else {
+            return (0, Duration::ZERO);
+        };
+        let clock = DefaultClock::default();
+        let outcome = match (which, key) {
+            (Which::Tenant(Direction::Write), _) => self.write.check_n(first_nz),
+            (Which::Tenant(Direction::Read), _) => self.read.check_n(first_nz),
+            (Which::Partition(Direction::Write), Some(k)) => self.partition_write.check_key_n(k, first_nz),
+            (Which::Partition(Direction::Read), Some(k)) => self.partition_read.check_key_n(k, first_nz),
+            (Which::Partition(_), None) => return (0, Duration::ZERO),
+        };
+        let rate = u64::from(self.bursts[which.index()].get()); // cells per second
+        let rest = n - first;
+        // What the rest will take at the limiter's rate once the first chunk is through.
+        let rest_time = Duration::from_nanos(rest.saturating_mul(1_000_000_000) / rate.max(1));
+        match outcome {
+            Ok(Ok(_)) => (rest, if rest > 0 { rest_time } else { Duration::ZERO }),
+            Ok(Err(not_until)) => (n, not_until.wait_time_from(clock.now()) + rest_time),
+            // Cannot happen (first <= burst); owe it all rather than fail the client.
+            Err(_) => (n, rest_time),
+        }
+    }
+
+    /// Charges `parts` (partition, bytes) in `direction` against the partitions' and the
+    /// tenant's limiters. Never refuses: the returned [`Charge`] says how long the client
+    /// is throttled and holds what is still owed.
+    pub fn charge(self: &Arc<Self>, direction: Direction, parts: impl IntoIterator<Item = (PartitionKey, u64)>) -> Charge {
+        let mut charge = Charge::default();
+        let mut total = 0u64;
+        for (key, bytes) in parts {
+            if bytes == 0 {
+                continue;
+            }
+            total += bytes;
+            let (owed, wait) = self.take(Which::Partition(direction), Some(&key), cells(bytes));
+            charge.add(wait, owed, Debt { quota: self.clone(), which: Which::Partition(direction), key: Some(key) });
+        }
+        if total > 0 {
+            let (owed, wait) = self.take(Which::Tenant(direction), None, cells(total));
+            charge.add(wait, owed, Debt { quota: self.clone(), which: Which::Tenant(direction), key: None });
+        }
+        charge
+    }
+
+    /// How long the tenant must wait before it may read (or write) again; zero when it
+    /// owes nothing. A fetch arriving while this is non-zero gets an empty, throttled
+    /// answer (SPEC 7). Takes one cell when available.
+    pub fn owed(&self, direction: Direction) -> Duration {
+        let one = NonZeroU32::MIN;
+        let outcome = match direction {
+            Direction::Write => self.write.check_n(one),
+            Direction::Read => self.read.check_n(one),
+        };
+        match outcome {
+            Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Forgets partitions idle for long enough to be full again (keeps memory bounded).
+    pub fn retain_recent(&self) {
+        self.partition_write.retain_recent();
+        self.partition_read.retain_recent();
+    }
+}
+
+/// Cells still owed to one limiter.
+struct Debt {
+    quota: Arc<TenantQuota>,
+    which: Which,
+    key: Option<PartitionKey>,
+}
+
+/// The outcome of a charge: the throttle time to report and what is still owed.
+#[derive(Default)]
+pub struct Charge {
+    throttle: Duration,
+    debts: Vec<(Debt, u64)>,
+}
+
+impl std::fmt::Debug for Charge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Charge").field("throttle", &self.throttle).field("debts", &self.debts.len()).finish()
+    }
+}
+
+impl Charge {
+    /// A charge that only mutes the connection for `wait` (a throttled fetch answered
+    /// empty): nothing is owed, but the client must not be read from before `wait`.
+    pub fn mute(wait: Duration) -> Self {
+        Self { throttle: wait, debts: Vec::new() }
+    }
+
+    fn add(&mut self, wait: Duration, owed: u64, debt: Debt) {
+        self.throttle = self.throttle.max(wait);
+        if owed > 0 {
+            self.debts.push((debt, owed));
+        }
+    }
+
+    /// Adds another charge of the same request or connection.
+    pub fn merge(&mut self, other: Charge) {
+        self.throttle = self.throttle.max(other.throttle);
+        self.debts.extend(other.debts);
+    }
+
+    /// The wait to report to the client.
+    pub fn throttle(&self) -> Duration {
+        self.throttle
+    }
+
+    /// The wait as Kafka's `throttle_time_ms` (rounded up, so a throttled client always
+    /// sees a non-zero value).
+    pub fn throttle_ms(&self) -> i32 {
+        let ms = self.throttle.as_nanos().div_ceil(1_000_000);
+        i32::try_from(ms).unwrap_or(i32::MAX)
+    }
+
+    /// Whether nothing is owed and nobody needs muting.
+    pub fn is_free(&self) -> bool {
+        self.throttle.is_zero() && self.debts.is_empty()
+    }
+
+    /// Waits until everything owed has been taken from the limiters (and at least the
+    /// throttle time has passed): the connection must not read before this resolves.
+    pub async fn settle(self) {
+        let started = tokio::time::Instant::now();
+        for (debt, mut owed) in self.debts {
+            let q = &debt.quota;
+            let burst = u64::from(q.bursts[debt.which.index()].get());
+            while owed > 0 {
+                let n = owed.min(burst);
+                let Some(nz) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { break };
+                // `n <= burst`, so these never fail with InsufficientCapacity.
+                let _ = match (debt.which, &debt.key) {
+                    (Which::Tenant(Direction::Write), _) => q.write.until_n_ready(nz).await,
+                    (Which::Tenant(Direction::Read), _) => q.read.until_n_ready(nz).await,
+                    (Which::Partition(Direction::Write), Some(k)) => q.partition_write.until_key_n_ready(k, nz).await,
+                    (Which::Partition(Direction::Read), Some(k)) => q.partition_read.until_key_n_ready(k, nz).await,
+                    (Which::Partition(_), None) => Ok(()),
+                };
+                owed -= n;
+            }
+        }
+        let elapsed = started.elapsed();
+        if elapsed < self.throttle {
+            tokio::time::sleep(self.throttle - elapsed).await;
+        }
+    }
+}
+
+/// Every tenant's limiters, built on first use and rebuilt when its rates change.
+pub struct Quotas {
+    defaults: QuotaConfig,
+    tenants: DashMap<String, Arc<TenantQuota>>,
+}
+
+impl Quotas {
+    /// Quotas with these defaults. Fails for defaults [`QuotaConfig::validate`] refuses.
+    pub fn new(defaults: QuotaConfig) -> Result<Self, QuotaError> {
+        defaults.validate()?;
+        Ok(Self { defaults, tenants: DashMap::new() })
+    }
+
+    /// The defaults.
+    pub fn defaults(&self) -> &QuotaConfig {
+        &self.defaults
+    }
+
+    /// The limiters of `tenant` with `overrides` applied. The same limiters are returned
+    /// while the rates stay the same; changed rates (or invalid overrides, which fall back
+    /// to the defaults) get new limiters.
+    pub fn tenant(&self, tenant: &str, overrides: &QuotaOverrides) -> Arc<TenantQuota> {
+        let mut wanted = self.defaults.with(overrides);
+        if wanted.validate().is_err() {
+            wanted = self.defaults;
+        }
+        if let Some(q) = self.tenants.get(tenant) {
+            if q.config == wanted {
+                return q.clone();
+            }
+        }
+        // Validated above; the defaults were validated in `new`.
+        let fresh = match TenantQuota::new(wanted) {
+            Ok(q) => Arc::new(q),
+            Err(_) => return self.tenants.get(tenant).map(|q| q.clone()).unwrap_or_else(|| self.fallback()),
+        };
+        self.tenants.insert(tenant.to_owned(), fresh.clone());
+        fresh
+    }
+
+    fn fallback(&self) -> Arc<TenantQuota> {
+        // Only reachable if validated defaults fail to build, which `new` rules out.
+        Arc::new(TenantQuota::new(QuotaConfig::default()).unwrap_or_else(|_| unreachable!("default quotas are valid")))
+    }
+
+    /// Forgets idle partitions of every tenant; call periodically.
+    pub fn retain_recent(&self) {
+        for q in self.tenants.iter() {
+            q.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+
+    fn small() -> QuotaConfig {
+        QuotaConfig { tenant_write: 8 * MIB, tenant_read: 8 * MIB, partition_write: MIB, partition_read: 2 * MIB }
+    }
+
+    fn key(t: &str, p: i32) -> PartitionKey {
+        (Bytes::copy_from_slice(t.as_bytes()), p)
+    }
+
+    #[test]
+    fn within_the_burst_nothing_is_throttled() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        let c = q.charge(Direction::Write, [(key("t", 0), 512 * KIB)]);
+        assert!(c.is_free(), "{c:?}");
+        assert_eq!(c.throttle_ms(), 0);
+    }
+
+    #[test]
+    fn crossing_the_partition_quota_throttles_by_the_excess() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        // The burst (1 s = 1 MiB) is used up, then another 512 KiB is owed: ~0.5 s.
+        assert!(q.charge(Direction::Write, [(key("t", 0), MIB)]).is_free());
+        let c = q.charge(Direction::Write, [(key("t", 0), 512 * KIB)]);
+        let ms = c.throttle_ms();
+        assert!((450..=560).contains(&ms), "throttle {ms} ms");
+        // Another partition is not affected.
+        assert!(q.charge(Direction::Write, [(key("t", 1), 512 * KIB)]).is_free());
+    }
+
+    #[test]
+    fn a_request_larger_than_the_burst_is_charged_in_chunks() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        // 3 MiB to one partition of 1 MiB/s: 1 MiB now, 2 MiB owed = ~2 s.
+        let c = q.charge(Direction::Write, [(key("t", 0), 3 * MIB)]);
+        let ms = c.throttle_ms();
+        assert!((1900..=2100).contains(&ms), "throttle {ms} ms");
+    }
+
+    #[test]
+    fn the_tenant_quota_covers_all_partitions() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        // 16 partitions × 768 KiB = 12 MiB against a tenant burst of 8 MiB: ~0.5 s.
+        let parts: Vec<_> = (0..16).map(|p| (key("t", p), 768 * KIB)).collect();
+        let c = q.charge(Direction::Write, parts);
+        let ms = c.throttle_ms();
+        assert!((450..=560).contains(&ms), "throttle {ms} ms");
+    }
+
+    #[test]
+    fn reads_and_writes_are_separate() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        assert!(q.charge(Direction::Write, [(key("t", 0), MIB)]).is_free());
+        assert!(q.charge(Direction::Read, [(key("t", 0), MIB)]).is_free());
+        assert_eq!(q.owed(Direction::Read), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn settling_waits_for_the_debt_and_then_the_rate_holds() {
+        let q = Arc::new(TenantQuota::new(small()).unwrap());
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        // Push 2x the partition quota for ~1.5 s of owed time; settle each time, as the
+        // connection does before reading the next request.
+        while sent < 3 * MIB {
+            let c = q.charge(Direction::Write, [(key("t", 0), 256 * KIB)]);
+            sent += 256 * KIB;
+            c.settle().await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        // 3 MiB at 1 MiB/s with a 1 MiB burst: about 2 s.
+        assert!((1.8..2.4).contains(&secs), "{secs} s");
+    }
+
+    #[test]
+    fn quota_changes_rebuild_the_limiters() {
+        let quotas = Quotas::new(small()).unwrap();
+        let a = quotas.tenant("acme", &QuotaOverrides::default());
+        let same = quotas.tenant("acme", &QuotaOverrides::default());
+        assert!(Arc::ptr_eq(&a, &same));
+        let faster = quotas.tenant("acme", &QuotaOverrides { partition_write: Some(4 * MIB), ..Default::default() });
+        assert!(!Arc::ptr_eq(&a, &faster));
+        assert_eq!(faster.config().partition_write, 4 * MIB);
+        // Invalid overrides fall back to the defaults rather than failing a connection.
+        let bad = quotas.tenant("acme", &QuotaOverrides { tenant_write: Some(1), ..Default::default() });
+        assert_eq!(bad.config(), &small());
+    }
+
+    #[test]
+    fn invalid_rates_are_named() {
+        let err = QuotaConfig { partition_read: 10, ..small() }.validate().unwrap_err();
+        assert!(err.to_string().contains("partition_read"), "{err}");
+        assert!(TenantQuota::new(QuotaConfig { tenant_write: u64::MAX, ..small() }).is_err());
+    }
+}

@@ -2,7 +2,8 @@
 # The main job on a fresh machine: start the local Kafka pool and a sluice gateway in
 # front of it with SASL, a TLS listener (SNI) and sluice's own OAuth2 issuer
 # (deploy/examples/sluice-demo.toml),
-# create OAuth client credentials for the demo tenant, do a round trip through the
+# create OAuth client credentials for the demo tenant in the tenant store (the pool's
+# __sluice_tenants topic, with `sluice client create`), do a round trip through the
 # gateway with Kafka's own tools, and print ready client configs (Java, librdkafka, kcat).
 # The gateway runs in the foreground; Ctrl-C stops it (`deploy/pool.sh stop` stops the pool).
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 CONFIG=${SLUICE_CONFIG:-deploy/examples/sluice-demo.toml}
 BOOTSTRAP=127.0.0.1:9092
 TOKEN_URL=http://127.0.0.1:9480/oauth2/token
+POOL=127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093
 DEMO=deploy/.pool/demo
 mkdir -p "$DEMO"
 
@@ -56,12 +58,23 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-# OAuth client credentials for tenant "demo" (the secret is only ever shown at creation).
-if [ ! -s "$DEMO/client.env" ]; then
-  $SLUICE client create --config "$CONFIG" --tenant demo --subject demo-app > "$DEMO/client.env"
+# OAuth client credentials for tenant "demo" (seeded at the gateway's start). The client
+# lives in the tenant store as demo.app; its secret is shown only at creation, so it is
+# kept in $DEMO/client.env, and the client is made again if either is missing.
+client_id=
+if [ -s "$DEMO/client.env" ]; then
+  # shellcheck disable=SC1091
+  . "$DEMO/client.env"
 fi
-# shellcheck disable=SC1091
-. "$DEMO/client.env"
+LISTED=$($SLUICE client list --bootstrap "$POOL" --tenant demo)
+if [ -z "$client_id" ] || ! grep -qF "\"client_id\":\"$client_id\"" <<<"$LISTED"; then
+  $SLUICE client delete --bootstrap "$POOL" demo.app >/dev/null 2>&1 || true
+  CREATED=$($SLUICE client create --bootstrap "$POOL" --tenant demo --name app --subject demo-app)
+  (umask 077; python3 -c 'import json, sys; c = json.loads(sys.argv[1]); print("client_id=%s\nclient_secret=%s" % (c["client_id"], c["client_secret"]))' \
+    "$CREATED" > "$DEMO/client.env")
+  # shellcheck disable=SC1091
+  . "$DEMO/client.env"
+fi
 
 # Kafka 4.1+ names the client credentials in these configs; clients before 4.1 put
 # clientId="..." clientSecret="..." into the JAAS line instead.
@@ -97,7 +110,8 @@ fi
 
 cat <<MSG
 
-sluice is running (pid $GATEWAY_PID, log $DEMO/sluice.log); tenant "demo" has an OAuth client:
+sluice is running (pid $GATEWAY_PID, log $DEMO/sluice.log); tenant "demo" has an OAuth client
+(in the tenant store; see \`$SLUICE client list --bootstrap $POOL --tenant demo\`):
   client_id=$client_id
   client_secret=$client_secret        (also in $DEMO/client.env)
   token endpoint $TOKEN_URL

@@ -2,17 +2,23 @@
 
 The gateway's admin listener serves the client-credentials grant (`POST /oauth2/token`),
 its JWKS and an OpenID discovery document; clients are made with `sluice client create`
-and stored argon2-hashed. Covered here:
+against the pool and kept, argon2-hashed, in their tenant's document in the tenant store
+(`__sluice_tenants`), under the id `<tenant>.<name>`. Covered here:
 - the HTTP API itself (claims, RFC 6749 errors, form and Basic credentials, body limit,
-  JWKS/discovery consistency, the client store on disk);
+  JWKS/discovery consistency, what the tenant store holds);
+- clients in the store: a client of tenant T gets tokens for T; a client deleted with
+  `sluice client delete` (or its whole tenant) is refused within 5 s; names and policies
+  are checked when the client is created;
 - the Java client's OAuthBearerLoginCallbackHandler fetching tokens from it (Kafka 4's
   `org.apache.kafka.sasl.oauthbearer.allowed.urls` system property) and librdkafka's
   `sasl.oauthbearer.method=oidc`, producing and consuming through the SASL gateway;
 - a wrong secret failing with a clear authentication error while the gateway stays up;
 - KIP-368 re-authentication over OIDC through three lifetimes of 20 s tokens.
 
-Each gateway here is its own process (own ports, key, client store), started by
-`start_oauth_gateway` below; the session gateway of conftest is not used.
+Each gateway here is its own process (own ports and key), started by
+`start_oauth_gateway` below; the session gateway of conftest is not used. The tenant is
+unique to the test session, so other runs against the shared pool that rewrite their
+own tenants (`sluice tenant put` replaces a document, clients included) never touch it.
 """
 import base64
 import http.client
@@ -30,12 +36,12 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clientlib import make_payloads, sha_sorted, unique
-from tenants import allow_all_doc, put_tenant
+from tenants import allow_all_doc, delete_tenant, get_tenant, put_tenant
 from conftest import SLUICE_BIN, POOL_BOOTSTRAP, Gateway, _free_port_block, _wait_port
 from jvm import assert_gateway_addresses, java_cmd, java_helpers, parse_acks, parse_dump  # noqa: F401 (fixture)
 
 TIMEOUT = 60
-TENANT = "demo"
+TENANT = unique("oauth")
 AUDIENCE = "sluice"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
@@ -48,13 +54,12 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 class OAuthGateway(Gateway):
     """A SASL gateway whose admin listener is an OAuth2 issuer."""
 
-    def __init__(self, *, admin_port, config_path, clients_file, key_file, ttl, **kw):
+    def __init__(self, *, admin_port, config_path, key_file, ttl, **kw):
         super().__init__(**kw)
         self.admin_port = admin_port
         self.url = f"http://127.0.0.1:{admin_port}"
         self.token_endpoint = f"{self.url}/oauth2/token"
         self.config_path = config_path
-        self.clients_file = clients_file
         self.key_file = key_file
         self.ttl = ttl
 
@@ -71,12 +76,14 @@ _started: list = []
 def start_oauth_gateway(tmp_dir: Path, ttl_secs: int) -> OAuthGateway:
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
-    # Tenants live in the tenant store; the gateway lets in only those that exist.
-    put_tenant(allow_all_doc(TENANT))
+    # Tenants live in the tenant store; the gateway lets in only those that exist. Written
+    # only if absent: a second gateway must not replace the document, and with it the
+    # clients the first one's tests created.
+    if get_tenant(TENANT) is None:
+        put_tenant(allow_all_doc(TENANT))
     base = _free_port_block(10)  # bootstrap on base, broker N on base + N, admin on base + 9
     admin_port = base + 9
     cfg = tmp_dir / f"sluice-oauth-{base}.toml"
-    clients_file = tmp_dir / "clients.json"
     key_file = tmp_dir / "issuer.pem"
     pool = ", ".join(f'"{a}"' for a in POOL_BOOTSTRAP.split(","))
     cfg.write_text(f"""
@@ -101,7 +108,6 @@ url = "http://127.0.0.1:{admin_port}"
 audience = "{AUDIENCE}"
 key_file = "{key_file}"
 generate_key = true
-clients_file = "{clients_file}"
 token_ttl_secs = {ttl_secs}
 """)
     log_path = tmp_dir / f"sluice-oauth-{base}.log"
@@ -117,7 +123,7 @@ token_ttl_secs = {ttl_secs}
         raise RuntimeError(f"OAuth gateway did not open {ports}:\n{log_path.read_text()[-3000:]}")
     gw = OAuthGateway(
         bootstrap=f"127.0.0.1:{base}", proc=proc, log_path=log_path, bootstrap_port=base,
-        broker_port_base=base, admin_port=admin_port, config_path=cfg, clients_file=clients_file,
+        broker_port_base=base, admin_port=admin_port, config_path=cfg,
         key_file=key_file, ttl=ttl_secs,
     )
     _started.append(gw)
@@ -143,18 +149,41 @@ class OAuthClient:
         self.subject = subject
 
 
-def create_client(gw: OAuthGateway, subject=None) -> OAuthClient:
-    """`sluice client create` against the running gateway's config."""
-    args = [str(SLUICE_BIN), "client", "create", "--config", str(gw.config_path), "--tenant", TENANT]
+def client_cli(*args) -> subprocess.CompletedProcess:
+    """Runs `sluice client <args> --bootstrap <pool>` and returns the finished process."""
+    cmd = [str(SLUICE_BIN), "client", *map(str, args), "--bootstrap", POOL_BOOTSTRAP]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def create_client(gw: OAuthGateway, subject=None, tenant=None, name=None, policies=None) -> OAuthClient:
+    """`sluice client create` in the tenant store; `gw` only supplies the token endpoint."""
+    tenant = tenant or TENANT
+    name = name or unique("app")
+    args = ["create", "--tenant", tenant, "--name", name]
     if subject:
         args += ["--subject", subject]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if policies is not None:
+        args += ["--policies", ",".join(policies)]
+    res = client_cli(*args)
     assert res.returncode == 0, f"client create failed:\n{res.stdout}\n{res.stderr}"
-    out = dict(l.split("=", 1) for l in res.stdout.splitlines() if "=" in l)
-    assert set(out) >= {"client_id", "client_secret", "token_endpoint"}, res.stdout
-    assert out["token_endpoint"] == gw.token_endpoint, res.stdout
-    assert out["client_secret"] and out["client_id"], res.stdout
-    return OAuthClient(out["client_id"], out["client_secret"], out["token_endpoint"], subject or out["client_id"])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(out) == {"client_id", "client_secret"}, res.stdout
+    assert out["client_id"] == f"{tenant}.{name}", out
+    assert len(out["client_secret"]) >= 32, out
+    return OAuthClient(out["client_id"], out["client_secret"], gw.token_endpoint, subject or out["client_id"])
+
+
+def wait_refused(gw, client, within=5.0):
+    """Requests tokens until the endpoint answers 401 invalid_client; returns the seconds it took."""
+    start = time.time()
+    while True:
+        status, headers, body = token_request(gw, client.id, client.secret)
+        if status == 401:
+            assert_oauth_error(status, headers, body, 401, "invalid_client")
+            return time.time() - start
+        assert status == 200, (status, body)
+        assert time.time() - start < within, f"{client.id} still gets tokens {within}s after its deletion"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -166,7 +195,7 @@ def oauth_gw(pool, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def alice(oauth_gw):
-    """A client created while the gateway runs (the store is re-read on change)."""
+    """A client created while the gateway runs (the gateway tails the tenant store)."""
     return create_client(oauth_gw, subject="alice")
 
 
@@ -285,8 +314,10 @@ def test_wrong_secret_and_unknown_client_are_401(oauth_gw, alice):
     failures_before = auth_failures_metric(oauth_gw)
     wrong = assert_oauth_error(*token_request(oauth_gw, alice.id, alice.secret + "x"), 401, "invalid_client")
     unknown = assert_oauth_error(*token_request(oauth_gw, "no-such-client", alice.secret), 401, "invalid_client")
-    # The two failures look the same: no hint whether the client id exists.
-    assert wrong == unknown, (wrong, unknown)
+    unknown_in_tenant = assert_oauth_error(*token_request(oauth_gw, f"{TENANT}.no-such", alice.secret),
+                                           401, "invalid_client")
+    # The failures look the same: no hint whether the client id exists.
+    assert wrong == unknown == unknown_in_tenant, (wrong, unknown, unknown_in_tenant)
     # No credentials at all.
     status, headers, body = request(oauth_gw, "POST", "/oauth2/token", "grant_type=client_credentials", FORM)
     assert_oauth_error(status, headers, body, 401, "invalid_client")
@@ -373,19 +404,98 @@ def test_jwks_and_discovery_match_tokens(oauth_gw, alice):
         pub.verify(signature, signing_input + b"x")
 
 
-def test_client_store_holds_only_argon2_hashes(oauth_gw, alice):
-    text = oauth_gw.clients_file.read_text()
+def test_tenant_store_holds_only_argon2_hashes(oauth_gw, alice):
+    stored = get_tenant(TENANT)
+    assert stored is not None, TENANT
+    text = json.dumps(stored)
     assert alice.secret not in text
-    records = json.loads(text)["clients"]
-    mine = [r for r in records if r["client_id"] == alice.id]
-    assert len(mine) == 1, records
-    assert mine[0]["tenant"] == TENANT and mine[0]["subject"] == "alice", mine
-    for r in records:
-        assert r["secret_hash"].startswith("$argon2"), r
-        assert not any(isinstance(v, str) and alice.secret in v for v in r.values()), r
+    clients = stored["tenant"]["clients"]
+    name = alice.id.split(".", 1)[1]
+    assert clients[name]["subject"] == "alice", clients
+    assert "policies" not in clients[name], clients
+    assert abs(clients[name]["created_at"] - time.time()) < 3600, clients
+    for c in clients.values():
+        assert c["secret_hash"].startswith("$argon2id$"), c
+    # `client list` shows neither secrets nor hashes.
+    res = client_cli("list", "--tenant", TENANT)
+    assert res.returncode == 0, res.stderr
+    listed = [json.loads(l) for l in res.stdout.splitlines()]
+    mine = [c for c in listed if c["client_id"] == alice.id]
+    assert mine == [{"client_id": alice.id, "subject": "alice", "policies": None, "created_at": clients[name]["created_at"]}], listed
+    assert "argon2" not in res.stdout and alice.secret not in res.stdout
     # The private signing key is readable by its owner only.
     mode = oauth_gw.key_file.stat().st_mode & 0o777
     assert mode & 0o077 == 0, oct(mode)
+
+
+def test_deleted_client_is_refused_within_5s(oauth_gw, alice):
+    c = create_client(oauth_gw, subject=unique("doomed"))
+    assert token_request(oauth_gw, c.id, c.secret)[0] == 200
+    res = client_cli("delete", c.id)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"client_id": c.id, "deleted": True}, res.stdout
+    took = wait_refused(oauth_gw, c)
+    assert took < 5, took
+    assert oauth_gw.log_lines("token request with bad client credentials", c.id), oauth_gw.log()[-3000:]
+    # Gone from the store; deleting it again is an error; other clients are untouched.
+    assert c.id.split(".", 1)[1] not in get_tenant(TENANT)["tenant"].get("clients", {})
+    again = client_cli("delete", c.id)
+    assert again.returncode == 1 and "does not exist" in again.stderr, (again.stdout, again.stderr)
+    assert token_request(oauth_gw, alice.id, alice.secret)[0] == 200
+
+
+def test_client_of_another_tenant_gets_tokens_for_that_tenant(oauth_gw, alice):
+    """The client id names the tenant: a client of T gets tokens whose sluice:tenant is T,
+    which the gateway accepts for T; deleting T ends the client too."""
+    other = unique("oauth-t")
+    put_tenant(allow_all_doc(other))
+    try:
+        c = create_client(oauth_gw, subject="alice", tenant=other, name="app", policies=["all"])
+        assert c.id == f"{other}.app"
+        status, _, body = token_request(oauth_gw, c.id, c.secret)
+        assert status == 200, body
+        _, claims, _, _ = decode_jwt(json.loads(body)["access_token"])
+        assert claims["sluice:tenant"] == other and claims["sub"] == "alice", claims
+        assert claims["sluice:policies"] == ["all"], claims
+        # Same subject, other tenant: alice's own client still gets tokens for TENANT.
+        _, claims_a, _, _ = decode_jwt(json.loads(token_request(oauth_gw, alice.id, alice.secret)[2])["access_token"])
+        assert claims_a["sluice:tenant"] == TENANT and "sluice:policies" not in claims_a, claims_a
+        # Another tenant's name with this secret is not this client.
+        assert_oauth_error(*token_request(oauth_gw, f"{TENANT}.app", c.secret), 401, "invalid_client")
+        # The gateway accepts the token for that tenant.
+        md = AdminClient(oidc_conf(oauth_gw, c)).list_topics(timeout=30)
+        assert md.brokers, md
+        assert oauth_gw.log_lines("client authenticated", 'subject="alice"', f'tenant="{other}"'), \
+            oauth_gw.log()[-3000:]
+    finally:
+        delete_tenant(other)
+    assert wait_refused(oauth_gw, c) < 5
+
+
+def test_client_create_checks_names_and_policies(oauth_gw):
+    name = unique("dup")
+    create_client(oauth_gw, name=name)
+    for args, needle in [
+        (["--tenant", TENANT, "--name", name], "already exists"),
+        (["--tenant", TENANT, "--name", "bad name"], "not a valid client name"),
+        (["--tenant", TENANT, "--name", unique("p"), "--policies", "nope"], 'no policy named "nope"'),
+        (["--tenant", unique("absent"), "--name", "app"], "does not exist"),
+    ]:
+        res = client_cli("create", *args)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        assert needle in res.stderr and res.stderr.startswith("error: "), (args, res.stderr)
+        assert "client_secret" not in res.stdout, res.stdout
+
+
+def test_config_refuses_clients_file(oauth_gw, tmp_path):
+    cfg = tmp_path / "old.toml"
+    cfg.write_text(oauth_gw.config_path.read_text().replace("[issuer]\n", '[issuer]\nclients_file = "/tmp/c.json"\n'))
+    res = subprocess.run([str(SLUICE_BIN), "check-config", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert res.returncode != 0, res.stdout
+    assert "clients_file" in res.stderr and "tenant store" in res.stderr, res.stderr
+    ok = subprocess.run([str(SLUICE_BIN), "check-config", "--config", str(oauth_gw.config_path)],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
 
 
 # --------------------------------------------------------------------------- Kafka clients

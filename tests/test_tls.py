@@ -107,7 +107,6 @@ def start_tls_gateway(tmp_dir: Path, certs: Certs) -> TlsGateway:
     base = _free_port_block(10)  # bootstrap on base, broker N on base + N, TLS on base + 8, admin on base + 9
     tls_port, admin_port = base + 8, base + 9
     cfg = tmp_dir / f"sluice-tls-{base}.toml"
-    clients_file = tmp_dir / "clients.json"
     key_file = tmp_dir / "issuer.pem"
     pool = ", ".join(f'"{a}"' for a in POOL_BOOTSTRAP.split(","))
     cfg.write_text(f"""
@@ -135,7 +134,6 @@ url = "http://127.0.0.1:{admin_port}"
 audience = "sluice"
 key_file = "{key_file}"
 generate_key = true
-clients_file = "{clients_file}"
 token_ttl_secs = 3600
 
 [tls]
@@ -156,7 +154,7 @@ reload_check_ms = {RELOAD_MS}
         raise RuntimeError(f"TLS gateway did not open {ports}:\n{log_path.read_text()[-3000:]}")
     return TlsGateway(
         bootstrap=f"127.0.0.1:{base}", proc=proc, log_path=log_path, bootstrap_port=base, broker_port_base=base,
-        admin_port=admin_port, config_path=cfg, clients_file=clients_file, key_file=key_file, ttl=3600,
+        admin_port=admin_port, config_path=cfg, key_file=key_file, ttl=3600,
         tls_port=tls_port, certs=certs,
     )
 

@@ -32,6 +32,31 @@ struct RawConfig {
     tls: Option<TlsSettings>,
     #[serde(default)]
     store: StoreSettings,
+    #[serde(default)]
+    quotas: RawQuotas,
+}
+
+/// `[quotas]`: the byte rates every tenant gets unless its document overrides them
+/// (SPEC 7; MSK Serverless's values by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawQuotas {
+    tenant_write_bytes_per_sec: u64,
+    tenant_read_bytes_per_sec: u64,
+    partition_write_bytes_per_sec: u64,
+    partition_read_bytes_per_sec: u64,
+}
+
+impl Default for RawQuotas {
+    fn default() -> Self {
+        let d = sluice_quota::QuotaConfig::default();
+        Self {
+            tenant_write_bytes_per_sec: d.tenant_write,
+            tenant_read_bytes_per_sec: d.tenant_read,
+            partition_write_bytes_per_sec: d.partition_write,
+            partition_read_bytes_per_sec: d.partition_read,
+        }
+    }
 }
 
 /// `[store]`: the tenant store topic in the pool.
@@ -248,6 +273,8 @@ pub struct Config {
     pub limits: Limits,
     /// The tenant store (`[store]`).
     pub store: StoreSettings,
+    /// Default byte rates of every tenant (`[quotas]`).
+    pub quotas: sluice_quota::QuotaConfig,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -349,6 +376,18 @@ impl Config {
             pool_bootstrap: raw.pool.bootstrap,
             metadata_refresh: Duration::from_millis(raw.pool.metadata_refresh_ms.max(100)),
             connect_timeout: Duration::from_millis(raw.pool.connect_timeout_ms.max(100)),
+            quotas: {
+                let q = sluice_quota::QuotaConfig {
+                    tenant_write: raw.quotas.tenant_write_bytes_per_sec,
+                    tenant_read: raw.quotas.tenant_read_bytes_per_sec,
+                    partition_write: raw.quotas.partition_write_bytes_per_sec,
+                    partition_read: raw.quotas.partition_read_bytes_per_sec,
+                };
+                if let Err(e) = q.validate() {
+                    return invalid(format!("quotas: {e}"));
+                }
+                q
+            },
             store: {
                 if raw.store.topic.trim().is_empty() {
                     return invalid("store.topic is empty".into());

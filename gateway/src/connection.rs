@@ -138,12 +138,14 @@ struct TenantState {
     changes: tokio::sync::watch::Receiver<Arc<sluice_tenancy::store::TenantsSnapshot>>,
 }
 
-/// The grants of `principal` under the tenant's current policies, or why it may not
-/// connect at all (tenant deleted, unknown policy, invalid session policy, no Connect).
-fn grants_for(
+/// The grants and quotas of `principal` under the tenant's current policies and limits,
+/// or why it may not connect at all (tenant deleted, unknown policy, invalid session
+/// policy, no Connect).
+fn access_for(
     principal: &sluice_tenancy::Principal,
     snapshot: &sluice_tenancy::store::TenantsSnapshot,
-) -> Result<Arc<sluice_tenancy::policy::Grants>, String> {
+    quotas: &sluice_quota::Quotas,
+) -> Result<(Arc<sluice_tenancy::policy::Grants>, Arc<sluice_quota::TenantQuota>), String> {
     use sluice_tenancy::policy::{Action, Grants, PolicyDocument};
     let stored = snapshot.get(&principal.tenant).ok_or_else(|| format!("tenant {} does not exist", principal.tenant))?;
     let docs = stored.doc.policies_for(&principal.subject, principal.policies.as_deref()).map_err(|e| e.to_string())?;
@@ -158,27 +160,40 @@ fn grants_for(
             principal.subject, principal.tenant
         ));
     }
-    Ok(Arc::new(grants))
+    let limits = &stored.doc.limits;
+    let overrides = sluice_quota::QuotaOverrides {
+        tenant_write: limits.produce_bytes_per_sec,
+        tenant_read: limits.consume_bytes_per_sec,
+        partition_write: limits.partition_produce_bytes_per_sec,
+        partition_read: limits.partition_consume_bytes_per_sec,
+    };
+    Ok((Arc::new(grants), quotas.tenant(principal.tenant.as_str(), &overrides)))
 }
 
 impl TenantState {
     fn new(shared: &Shared, principal: sluice_tenancy::Principal) -> Result<Self, String> {
         let mut changes = shared.tenants.subscribe();
         let snapshot = changes.borrow_and_update().clone();
-        let grants = grants_for(&principal, &snapshot)?;
+        let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas)?;
         let ns = sluice_tenancy::Namespace::new(principal.tenant.clone());
-        Ok(Self { view: Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants))), principal, changes })
+        Ok(Self { view: Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants, quota))), principal, changes })
     }
 
-    /// Applies a store change: new grants, or the reason the connection must close.
-    fn refresh(&mut self) -> Result<(), String> {
+    /// Applies a store change: new grants and quotas, or the reason the connection must
+    /// close.
+    fn refresh(&mut self, quotas: &sluice_quota::Quotas) -> Result<(), String> {
         if !self.changes.has_changed().unwrap_or(false) {
             return Ok(());
         }
         let snapshot = self.changes.borrow_and_update().clone();
-        let grants = grants_for(&self.principal, &snapshot)?;
-        lock(&self.view).set_grants(grants);
+        let (grants, quota) = access_for(&self.principal, &snapshot, quotas)?;
+        lock(&self.view).set_access(grants, quota);
         Ok(())
+    }
+
+    /// What this connection owes the quotas (or must wait out) before its next read.
+    fn take_charge(&self) -> sluice_quota::Charge {
+        std::mem::take(&mut lock(&self.view).charge)
     }
 }
 
@@ -294,6 +309,16 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         };
         if !client.has_buffered_frame(limits.max_frame_bytes) {
             upstream.flush().await.map_err(ConnError::UpstreamIo)?;
+        }
+        if let Some(state) = tenancy.as_ref() {
+            // Kafka's quota semantics (KIP-219): the crossing request went through and its
+            // response carries the throttle time; nothing more is read from this client
+            // until the wait has passed and the bytes are paid for.
+            let charge = state.take_charge();
+            if !charge.is_free() {
+                upstream.flush().await.map_err(ConnError::UpstreamIo)?;
+                charge.settle().await;
+            }
         }
         let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
             return upstream.flush().await.map_err(ConnError::UpstreamIo);
@@ -415,7 +440,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         }
         let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
         if let (Some(state), Some(body_at)) = (tenancy.as_mut(), header.body_offset) {
-            state.refresh().map_err(ConnError::Revoked)?;
+            state.refresh(&shared.quotas).map_err(ConnError::Revoked)?;
             let req = Req { api, version: header.api_version, correlation_id: header.correlation_id };
             let body = frame.0.slice(4 + body_at..);
             let (admission, out) = {

@@ -34,6 +34,8 @@ pub struct Shared {
     pub sasl: Option<SaslSettings<JwtVerifier>>,
     /// Tenants, their limits and policies (the `__sluice_tenants` topic).
     pub tenants: TenantStore,
+    /// Byte-rate limiters of every tenant and its partitions.
+    pub quotas: Arc<sluice_quota::Quotas>,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -110,10 +112,12 @@ impl Gateway {
                 })
             }
         };
+        let quotas = Arc::new(sluice_quota::Quotas::new(config.quotas).context("configuring quotas")?);
         let shared = Arc::new(Shared {
             guard: guard.clone(),
             sasl,
             tenants,
+            quotas: quotas.clone(),
             advertised: Arc::new(Advertised {
                 addressing: Addressing::PortPerBroker {
                     host: StrBytes::from_string(config.advertised_host.clone()),
@@ -180,6 +184,7 @@ impl Gateway {
             }
         });
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
+        tasks.spawn(forget_idle_partitions(quotas, cancel.child_token()));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
         started.disarm();
@@ -222,6 +227,17 @@ fn start_issuer(
         token_ttl: settings.token_ttl,
         guard,
     })
+}
+
+/// Keeps the partition limiters bounded: idle partitions (full buckets) are forgotten.
+async fn forget_idle_partitions(quotas: Arc<sluice_quota::Quotas>, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = every.tick() => quotas.retain_recent(),
+        }
+    }
 }
 
 async fn accept_loop(

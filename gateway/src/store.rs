@@ -80,9 +80,25 @@ impl TenantStore {
         let topic = settings.topic.clone();
         let kafka = |source| StoreError::Kafka { topic: topic.clone(), source };
         ensure_topic(&access, &topic).await.map_err(kafka)?;
-        let mut conn = connect_leader_patiently(&access, &topic, Duration::from_secs(20)).await.map_err(kafka)?;
-        let earliest = conn.list_offset(&topic, PARTITION, -2).await.map_err(kafka)?;
-        let end = conn.list_offset(&topic, PARTITION, -1).await.map_err(kafka)?;
+        // A topic created a moment ago (by us or a concurrent instance) may not have a
+        // leader that answers ListOffsets yet: retry the whole lookup for a while.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let (mut conn, earliest, end) = loop {
+            let attempt = async {
+                let mut conn = connect_leader_patiently(&access, &topic, Duration::from_secs(20)).await?;
+                let earliest = conn.list_offset(&topic, PARTITION, -2).await?;
+                let end = conn.list_offset(&topic, PARTITION, -1).await?;
+                Ok::<_, KafkaError>((conn, earliest, end))
+            };
+            match attempt.await {
+                Ok(found) => break found,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    debug!(%topic, error = %e, "tenant store not readable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(kafka(e)),
+            }
+        };
         let inner = Arc::new(Inner {
             access,
             topic: topic.clone(),

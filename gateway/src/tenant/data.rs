@@ -6,6 +6,7 @@ use kafka_protocol::messages::fetch_request::ForgottenTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName};
+use sluice_quota::{Charge, Direction};
 use sluice_tenancy::policy::Action;
 use uuid::Uuid;
 
@@ -59,6 +60,8 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
         }
     }
     let mut kept = Vec::with_capacity(r.topic_data.len());
+    // (tenant topic, partition, record bytes) of what is forwarded, for the quotas.
+    let mut written = Vec::new();
     for mut t in std::mem::take(&mut r.topic_data) {
         let partitions = || t.partition_data.iter().map(|p| p.index).collect::<Vec<_>>();
         match resolve_topic(ctx, by_id, &t.name, t.topic_id, Action::WriteData) {
@@ -69,7 +72,12 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
                 code: code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                 message: None,
             }),
-            Ok((_, pool)) => {
+            Ok((tenant_name, pool)) => {
+                let key = tenant_name.0.into_bytes();
+                for p in &t.partition_data {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                    written.push((key.clone(), p.index, bytes));
+                }
                 t.name = pool;
                 kept.push(t);
             }
@@ -85,6 +93,9 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
         }
     }
     r.topic_data = kept;
+    // The crossing request still goes through; its response reports the throttle, and
+    // the connection reads nothing more until the bytes are paid for (KIP-219).
+    denied.throttle_ms = ctx.view.charge(Direction::Write, written);
     if r.topic_data.is_empty() {
         if r.acks == 0 {
             return Ok(Admission::Drop);
@@ -144,6 +155,7 @@ pub fn produce_response(
     for e in &mut resp.node_endpoints {
         (e.host, e.port) = adv.endpoint(e.node_id.0);
     }
+    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.throttle_ms);
     append_produce_denied(&mut resp, &denied);
     answer(req.api, req.version, req.correlation_id, &resp)
 }
@@ -173,6 +185,19 @@ pub fn fetch(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, Map
             req.correlation_id,
             &FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND),
         )?));
+        }
+    }
+    if r.session_epoch <= 0 {
+        // A tenant that owes read time gets an empty answer with the wait (SPEC 7), and
+        // this connection is muted for it. Incremental fetches (epoch > 0) are forwarded
+        // instead: the pool advances the session epoch on every request, so a local
+        // answer would put the client's session out of step.
+        let owed = ctx.view.quota.owed(Direction::Read);
+        if !owed.is_zero() {
+            let wait = Charge::mute(owed);
+            let resp = FetchResponse::default().with_throttle_time_ms(wait.throttle_ms());
+            ctx.view.charge.merge(wait);
+            return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
         }
     }
     let by_id = req.version >= 13;
@@ -256,6 +281,7 @@ pub fn fetch_response(
     // A session may still hold topics that were allowed when they were added; every
     // response is checked against the grants of now, and anything not the tenant's is
     // dropped (defence in depth: the session binding above already keeps others out).
+    let mut read = Vec::new();
     resp.responses.retain_mut(|t| {
         let tenant_name = if by_id { ctx.id_out(t.topic_id) } else { ctx.topic_out(&t.topic) };
         let Some(tenant_name) = tenant_name else { return false };
@@ -264,11 +290,19 @@ pub fn fetch_response(
                 *p = denied_partition(p.partition_index, code::TOPIC_AUTHORIZATION_FAILED);
             }
         }
+        let key = tenant_name.0.clone().into_bytes();
+        for p in &t.partitions {
+            if let Some(records) = &p.records {
+                read.push((key.clone(), p.partition_index, records.len() as u64));
+            }
+        }
         if !by_id {
             t.topic = tenant_name;
         }
         true
     });
+    let throttle_ms = ctx.view.charge(Direction::Read, read);
+    resp.throttle_time_ms = resp.throttle_time_ms.max(throttle_ms);
     for e in &mut resp.node_endpoints {
         (e.host, e.port) = adv.endpoint(e.node_id.0);
     }

@@ -1511,7 +1511,11 @@ pub(super) mod tests {
         let tenant: TenantId = "acme".parse().unwrap();
         let doc = PolicyDocument::parse(policy).unwrap();
         let grants = Grants::new(&tenant, &[&doc], None);
-        TenantView::new(Namespace::new(tenant), Arc::new(grants))
+        TenantView::new(
+            Namespace::new(tenant),
+            Arc::new(grants),
+            Arc::new(sluice_quota::TenantQuota::new(sluice_quota::QuotaConfig::default()).unwrap()),
+        )
     }
 
     pub(crate) fn adv() -> Advertised {

@@ -34,6 +34,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use kafka_protocol::messages::{ApiKey, GroupId, TopicName, TransactionalId};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_quota::{Charge, Direction, TenantQuota};
 use sluice_tenancy::policy::{Action, Grants};
 use sluice_tenancy::{NameError, Namespace};
 use uuid::Uuid;
@@ -143,6 +144,8 @@ pub struct Denied {
     /// DescribeTopicPartitions over all topics: the answer is cut at the first topic
     /// that is not the tenant's.
     pub all_topics: bool,
+    /// Quota throttle time (ms) the request earned, for the response's `throttle_time_ms`.
+    pub throttle_ms: i32,
 }
 
 /// A config resource answered by the gateway.
@@ -170,6 +173,11 @@ pub struct DeniedTopic {
 pub struct TenantView {
     pub ns: Namespace,
     pub grants: Arc<Grants>,
+    /// The tenant's byte-rate limiters (shared by all its connections).
+    pub quota: Arc<TenantQuota>,
+    /// What the requests and responses of this connection owe the quotas; the reader
+    /// settles it before it reads the next request.
+    pub charge: Charge,
     /// Fetch session ids the pool issued to this connection. A request naming any other
     /// session (possibly another tenant's, guessed) is refused before it reaches the pool.
     fetch_sessions: Vec<i32>,
@@ -180,13 +188,38 @@ pub struct TenantView {
 }
 
 impl TenantView {
-    pub fn new(ns: Namespace, grants: Arc<Grants>) -> Self {
-        Self { ns, grants, fetch_sessions: Vec::new(), classic: groups::ClassicProtocols::default() }
+    pub fn new(ns: Namespace, grants: Arc<Grants>, quota: Arc<TenantQuota>) -> Self {
+        Self {
+            ns,
+            grants,
+            quota,
+            charge: Charge::default(),
+            fetch_sessions: Vec::new(),
+            classic: groups::ClassicProtocols::default(),
+        }
     }
 
-    /// Replaces the grants after a policy change; takes effect on the next request.
-    pub fn set_grants(&mut self, grants: Arc<Grants>) {
+    /// Replaces grants and quotas after a store change; takes effect on the next request.
+    pub fn set_access(&mut self, grants: Arc<Grants>, quota: Arc<TenantQuota>) {
         self.grants = grants;
+        self.quota = quota;
+    }
+
+    /// Charges `parts` (tenant-view topic name, partition, bytes) against the quotas.
+    /// Returns the throttle time to report; what is owed waits for the reader.
+    pub fn charge(&mut self, direction: Direction, parts: impl IntoIterator<Item = (Bytes, i32, u64)>) -> i32 {
+        let charge = self.quota.charge(direction, parts.into_iter().map(|(t, p, n)| ((t, p), n)));
+        let ms = charge.throttle_ms();
+        if ms > 0 {
+            let label = match direction {
+                Direction::Write => "produce",
+                Direction::Read => "fetch",
+            };
+            metrics::counter!("sluice_throttle_ms_total", "tenant" => self.ns.tenant().to_string(), "direction" => label)
+                .increment(ms as u64);
+        }
+        self.charge.merge(charge);
+        ms
     }
 }
 

@@ -23,7 +23,6 @@ import re
 import time
 import uuid
 
-import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                    NewTopic, ResourceType)

@@ -45,6 +45,12 @@ struct RawQuotas {
     tenant_read_bytes_per_sec: u64,
     partition_write_bytes_per_sec: u64,
     partition_read_bytes_per_sec: u64,
+    partition_mutations_per_5min: u64,
+    request_rate: u64,
+    connection_rate: u64,
+    max_connections: u64,
+    max_message_bytes: u64,
+    max_request_bytes: u64,
 }
 
 impl Default for RawQuotas {
@@ -55,6 +61,12 @@ impl Default for RawQuotas {
             tenant_read_bytes_per_sec: d.tenant_read,
             partition_write_bytes_per_sec: d.partition_write,
             partition_read_bytes_per_sec: d.partition_read,
+            partition_mutations_per_5min: d.partition_mutations_per_5min,
+            request_rate: d.request_rate,
+            connection_rate: d.connection_rate,
+            max_connections: d.max_connections,
+            max_message_bytes: d.max_message_bytes,
+            max_request_bytes: d.max_request_bytes,
         }
     }
 }
@@ -382,6 +394,12 @@ impl Config {
                     tenant_read: raw.quotas.tenant_read_bytes_per_sec,
                     partition_write: raw.quotas.partition_write_bytes_per_sec,
                     partition_read: raw.quotas.partition_read_bytes_per_sec,
+                    partition_mutations_per_5min: raw.quotas.partition_mutations_per_5min,
+                    request_rate: raw.quotas.request_rate,
+                    connection_rate: raw.quotas.connection_rate,
+                    max_connections: raw.quotas.max_connections,
+                    max_message_bytes: raw.quotas.max_message_bytes,
+                    max_request_bytes: raw.quotas.max_request_bytes,
                 };
                 if let Err(e) = q.validate() {
                     return invalid(format!("quotas: {e}"));

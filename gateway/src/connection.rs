@@ -94,6 +94,8 @@ pub enum ConnError {
     Tenancy(#[from] MapError),
     #[error("access revoked: {0}")]
     Revoked(String),
+    #[error("tenant limit: {0}")]
+    Limit(String),
 }
 
 impl ConnError {
@@ -110,6 +112,7 @@ impl ConnError {
                 | ConnError::Sasl(_)
                 | ConnError::AuthenticationFailed(_)
                 | ConnError::Tenancy(MapError::NotForTenants { .. })
+                | ConnError::Limit(_)
         )
     }
 }
@@ -136,6 +139,8 @@ struct TenantState {
     principal: sluice_tenancy::Principal,
     /// Store changes (policies, tenant deletion) are applied before the next request.
     changes: tokio::sync::watch::Receiver<Arc<sluice_tenancy::store::TenantsSnapshot>>,
+    /// This connection's place in the tenant's connection count, freed on drop.
+    _slot: tenant::ConnectionSlot,
 }
 
 /// The grants and quotas of `principal` under the tenant's current policies and limits,
@@ -166,17 +171,59 @@ fn access_for(
         tenant_read: limits.consume_bytes_per_sec,
         partition_write: limits.partition_produce_bytes_per_sec,
         partition_read: limits.partition_consume_bytes_per_sec,
+        partition_mutations_per_5min: limits.partition_mutations_per_5min,
+        request_rate: limits.max_request_rate,
+        connection_rate: limits.max_connections_per_sec,
+        max_connections: limits.max_connections,
+        max_message_bytes: limits.max_message_bytes,
+        max_request_bytes: limits.max_request_bytes,
     };
     Ok((Arc::new(grants), quotas.tenant(principal.tenant.as_str(), &overrides)))
 }
 
+/// Why an authenticated principal may not use this connection.
+enum Refusal {
+    /// Its access is gone or never was (a failed authentication for the guard's counts).
+    Access(String),
+    /// A tenant connection limit (not a failed authentication).
+    Limit(String),
+}
+
 impl TenantState {
-    fn new(shared: &Shared, principal: sluice_tenancy::Principal) -> Result<Self, String> {
+    /// The tenant state after authentication, or a refusal. Re-authentication (KIP-368)
+    /// keeps the connection's slot and only rebuilds the access.
+    fn authenticated(
+        current: Option<TenantState>,
+        shared: &Shared,
+        principal: sluice_tenancy::Principal,
+    ) -> Result<Self, Refusal> {
+        if let Some(mut state) = current {
+            let snapshot = state.changes.borrow_and_update().clone();
+            let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
+            lock(&state.view).set_access(grants, quota);
+            state.principal = principal;
+            return Ok(state);
+        }
         let mut changes = shared.tenants.subscribe();
         let snapshot = changes.borrow_and_update().clone();
-        let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas)?;
+        let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
+        let tenant = principal.tenant.as_str();
+        if let Err(wait) = quota.connect() {
+            metrics::counter!("sluice_connections_refused_total", "tenant" => tenant.to_owned(), "limit" => "rate").increment(1);
+            return Err(Refusal::Limit(format!(
+                "tenant {tenant} opens more than {} connections per second; retry in {} ms",
+                quota.config().connection_rate,
+                wait.as_millis().max(1)
+            )));
+        }
+        let max = quota.config().max_connections;
+        let Some(slot) = shared.connections.open(tenant, max) else {
+            metrics::counter!("sluice_connections_refused_total", "tenant" => tenant.to_owned(), "limit" => "count").increment(1);
+            return Err(Refusal::Limit(format!("tenant {tenant} already has {max} connections, its limit")));
+        };
         let ns = sluice_tenancy::Namespace::new(principal.tenant.clone());
-        Ok(Self { view: Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants, quota))), principal, changes })
+        let view = Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants, quota)));
+        Ok(Self { view, principal, changes, _slot: slot })
     }
 
     /// Applies a store change: new grants and quotas, or the reason the connection must
@@ -333,11 +380,15 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 }
                 match sess.on_raw_token(frame.payload(), settings).await {
                     Step::Authenticated(answer, principal) => {
-                        match TenantState::new(shared, principal.clone()) {
+                        match TenantState::authenticated(tenancy.take(), shared, principal.clone()) {
                             Ok(state) => tenancy = Some(state),
-                            Err(reason) => {
+                            Err(Refusal::Access(reason)) => {
                                 hold_failure(shared, peer, &Rejection { reason: reason.clone(), authentic: true }, claimed.as_deref()).await;
                                 return Err(ConnError::AuthenticationFailed(reason));
+                            }
+                            Err(Refusal::Limit(reason)) => {
+                                tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+                                return Err(ConnError::Limit(reason));
                             }
                         }
                         log_authenticated(peer, &principal, "raw v0");
@@ -408,14 +459,25 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     continue;
                 }
                 Step::Authenticated(answer, principal) => {
-                    match TenantState::new(shared, principal.clone()) {
+                    match TenantState::authenticated(tenancy.take(), shared, principal.clone()) {
                         Ok(state) => tenancy = Some(state),
-                        Err(reason) => {
-                            let rejection = Rejection { reason, authentic: true };
-                            hold_failure(shared, peer, &rejection, claimed.as_deref()).await;
-                            let answer = refusal(header.correlation_id, header.api_version, &rejection.reason);
+                        Err(refused) => {
+                            let reason = match refused {
+                                Refusal::Access(reason) => {
+                                    let rejection = Rejection { reason, authentic: true };
+                                    hold_failure(shared, peer, &rejection, claimed.as_deref()).await;
+                                    rejection.reason
+                                }
+                                // Over a connection limit: answered, then closed after the
+                                // short failed-authentication delay (SPEC 7).
+                                Refusal::Limit(reason) => {
+                                    warn!(%peer, reason, "closing client connection: tenant connection limit");
+                                    reason
+                                }
+                            };
+                            let answer = refusal(header.correlation_id, header.api_version, &reason);
                             send_pending(&pending, Pending::Local(answer)).await?;
-                            send_pending(&pending, Pending::Close(rejection.reason)).await?;
+                            send_pending(&pending, Pending::Close(reason)).await?;
                             return upstream.flush().await.map_err(ConnError::UpstreamIo);
                         }
                     }
@@ -445,6 +507,11 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             let body = frame.0.slice(4 + body_at..);
             let (admission, out) = {
                 let mut view = lock(&state.view);
+                if let Err(wait) = view.quota.request() {
+                    // Over the tenant's request rate: served, then held (Kafka delays
+                    // clients over a request quota the same way).
+                    view.charge.merge(sluice_quota::Charge::mute(wait));
+                }
                 let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
                 let admission = tenant::admit(&mut ctx, req, &body)?;
                 let out = match &admission {

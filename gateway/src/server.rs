@@ -36,6 +36,8 @@ pub struct Shared {
     pub tenants: TenantStore,
     /// Byte-rate limiters of every tenant and its partitions.
     pub quotas: Arc<sluice_quota::Quotas>,
+    /// Open connections per tenant.
+    pub connections: Arc<crate::tenant::ConnectionCounts>,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -118,6 +120,7 @@ impl Gateway {
             sasl,
             tenants,
             quotas: quotas.clone(),
+            connections: Default::default(),
             advertised: Arc::new(Advertised {
                 addressing: Addressing::PortPerBroker {
                     host: StrBytes::from_string(config.advertised_host.clone()),

@@ -55,13 +55,38 @@ pub struct QuotaConfig {
     pub partition_write: u64,
     /// Each partition, fetch.
     pub partition_read: u64,
+    /// Partitions created plus deleted per 5 minutes (KIP-599's controller mutations).
+    pub partition_mutations_per_5min: u64,
+    /// Requests per second of all the tenant's connections together.
+    pub request_rate: u64,
+    /// New connections per second.
+    pub connection_rate: u64,
+    /// Open connections at once.
+    pub max_connections: u64,
+    /// Largest record batch per partition in a produce request.
+    pub max_message_bytes: u64,
+    /// Largest request.
+    pub max_request_bytes: u64,
 }
 
 impl Default for QuotaConfig {
-    /// MSK Serverless's: 200/400 MiB/s per tenant, 5/10 MiB/s per partition.
+    /// MSK Serverless's: 200/400 MiB/s per tenant, 5/10 MiB/s per partition, 250
+    /// partition mutations per 5 minutes, 15 000 requests/s, 100 new connections/s, 3000
+    /// connections, 8 MiB messages, 100 MiB requests.
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
-        Self { tenant_write: 200 * MIB, tenant_read: 400 * MIB, partition_write: 5 * MIB, partition_read: 10 * MIB }
+        Self {
+            tenant_write: 200 * MIB,
+            tenant_read: 400 * MIB,
+            partition_write: 5 * MIB,
+            partition_read: 10 * MIB,
+            partition_mutations_per_5min: 250,
+            request_rate: 15_000,
+            connection_rate: 100,
+            max_connections: 3000,
+            max_message_bytes: 8 * MIB,
+            max_request_bytes: 100 * MIB,
+        }
     }
 }
 
@@ -76,6 +101,18 @@ pub struct QuotaOverrides {
     pub partition_write: Option<u64>,
     /// Overrides [`QuotaConfig::partition_read`].
     pub partition_read: Option<u64>,
+    /// Overrides [`QuotaConfig::partition_mutations_per_5min`].
+    pub partition_mutations_per_5min: Option<u64>,
+    /// Overrides [`QuotaConfig::request_rate`].
+    pub request_rate: Option<u64>,
+    /// Overrides [`QuotaConfig::connection_rate`].
+    pub connection_rate: Option<u64>,
+    /// Overrides [`QuotaConfig::max_connections`].
+    pub max_connections: Option<u64>,
+    /// Overrides [`QuotaConfig::max_message_bytes`].
+    pub max_message_bytes: Option<u64>,
+    /// Overrides [`QuotaConfig::max_request_bytes`].
+    pub max_request_bytes: Option<u64>,
 }
 
 impl QuotaConfig {
@@ -86,6 +123,12 @@ impl QuotaConfig {
             tenant_read: o.tenant_read.unwrap_or(self.tenant_read),
             partition_write: o.partition_write.unwrap_or(self.partition_write),
             partition_read: o.partition_read.unwrap_or(self.partition_read),
+            partition_mutations_per_5min: o.partition_mutations_per_5min.unwrap_or(self.partition_mutations_per_5min),
+            request_rate: o.request_rate.unwrap_or(self.request_rate),
+            connection_rate: o.connection_rate.unwrap_or(self.connection_rate),
+            max_connections: o.max_connections.unwrap_or(self.max_connections),
+            max_message_bytes: o.max_message_bytes.unwrap_or(self.max_message_bytes),
+            max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
         }
     }
 
@@ -99,6 +142,18 @@ impl QuotaConfig {
         ] {
             if cells_per_sec(rate).is_none() {
                 return Err(QuotaError::Rate { name, rate });
+            }
+        }
+        for (name, count) in [
+            ("partition_mutations_per_5min", self.partition_mutations_per_5min),
+            ("request_rate", self.request_rate),
+            ("connection_rate", self.connection_rate),
+            ("max_connections", self.max_connections),
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_request_bytes", self.max_request_bytes),
+        ] {
+            if count == 0 || u32::try_from(count).is_err() {
+                return Err(QuotaError::Count { name, value: count });
             }
         }
         Ok(())
@@ -115,6 +170,14 @@ pub enum QuotaError {
         name: &'static str,
         /// The bad value.
         rate: u64,
+    },
+    /// Counts are between 1 and 2^32 - 1.
+    #[error("{name} = {value}: must be between 1 and 4294967295")]
+    Count {
+        /// Which limit.
+        name: &'static str,
+        /// The bad value.
+        value: u64,
     },
 }
 
@@ -143,6 +206,27 @@ pub struct TenantQuota {
     partition_read: DefaultKeyedRateLimiter<PartitionKey>,
     /// Largest chunk each limiter can take at once (its burst).
     bursts: [NonZeroU32; 4],
+    mutations: DefaultDirectRateLimiter,
+    requests: DefaultDirectRateLimiter,
+    connections: DefaultDirectRateLimiter,
+}
+
+/// A limiter of `count` events per `window`, with the whole window as its burst.
+fn count_limiter(count: u64, window: Duration) -> Result<DefaultDirectRateLimiter, QuotaError> {
+    let n = u32::try_from(count).ok().and_then(NonZeroU32::new).ok_or(QuotaError::Count { name: "count", value: count })?;
+    let period = (window / n.get()).max(Duration::from_nanos(1));
+    let q = Quota::with_period(period).ok_or(QuotaError::Count { name: "count", value: count })?.allow_burst(n);
+    Ok(DefaultDirectRateLimiter::direct(q))
+}
+
+/// Turns a limiter check into Ok or the wait until it would pass.
+fn admit(outcome: Result<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>, governor::InsufficientCapacity>) -> Result<(), Duration> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+        // More than the whole window at once: never admissible; report a window.
+        Err(_) => Err(Duration::from_secs(1)),
+    }
 }
 
 impl std::fmt::Debug for TenantQuota {
@@ -184,7 +268,29 @@ impl TenantQuota {
             partition_write: DefaultKeyedRateLimiter::dashmap(pw),
             partition_read: DefaultKeyedRateLimiter::dashmap(pr),
             bursts: [tw_b, tr_b, pw_b, pr_b],
+            mutations: count_limiter(config.partition_mutations_per_5min, Duration::from_secs(300))?,
+            requests: count_limiter(config.request_rate, Duration::from_secs(1))?,
+            connections: count_limiter(config.connection_rate, Duration::from_secs(1))?,
         })
+    }
+
+    /// KIP-599: `partitions` created or deleted. Admitted (Ok) while the budget lasts;
+    /// otherwise the wait before it would be, for THROTTLING_QUOTA_EXCEEDED. A request for
+    /// more than the whole budget is admitted when the budget is full.
+    pub fn mutate(&self, partitions: u64) -> Result<(), Duration> {
+        let n = partitions.clamp(1, self.config.partition_mutations_per_5min);
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { return Ok(()) };
+        admit(self.mutations.check_n(n))
+    }
+
+    /// One request: `Ok` or how long the connection should be held (request rate).
+    pub fn request(&self) -> Result<(), Duration> {
+        admit(Ok(self.requests.check()))
+    }
+
+    /// One new connection: `Ok` or the wait before another would be allowed.
+    pub fn connect(&self) -> Result<(), Duration> {
+        admit(Ok(self.connections.check()))
     }
 
     /// The rates these limiters enforce.
@@ -409,7 +515,36 @@ mod tests {
     const MIB: u64 = 1024 * KIB;
 
     fn small() -> QuotaConfig {
-        QuotaConfig { tenant_write: 8 * MIB, tenant_read: 8 * MIB, partition_write: MIB, partition_read: 2 * MIB }
+        QuotaConfig {
+            tenant_write: 8 * MIB,
+            tenant_read: 8 * MIB,
+            partition_write: MIB,
+            partition_read: 2 * MIB,
+            partition_mutations_per_5min: 10,
+            request_rate: 5,
+            connection_rate: 2,
+            ..QuotaConfig::default()
+        }
+    }
+
+    #[test]
+    fn mutations_requests_and_connections_are_counted() {
+        let q = TenantQuota::new(small()).unwrap();
+        assert!(q.mutate(6).is_ok());
+        assert!(q.mutate(4).is_ok());
+        let wait = q.mutate(1).unwrap_err();
+        // One mutation per 30 s comes back.
+        assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30), "{wait:?}");
+        // Asking for more than the whole budget is admitted only with a full budget.
+        let fresh = TenantQuota::new(small()).unwrap();
+        assert!(fresh.mutate(100).is_ok());
+        assert!(fresh.mutate(1).is_err());
+        for _ in 0..5 {
+            assert!(q.request().is_ok());
+        }
+        assert!(q.request().is_err());
+        assert!(q.connect().is_ok() && q.connect().is_ok());
+        assert!(q.connect().is_err());
     }
 
     fn key(t: &str, p: i32) -> PartitionKey {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::ForgottenTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName};
 use sluice_quota::{Charge, Direction};
 use sluice_tenancy::policy::Action;
@@ -62,6 +63,7 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
     let mut kept = Vec::with_capacity(r.topic_data.len());
     // (tenant topic, partition, record bytes) of what is forwarded, for the quotas.
     let mut written = Vec::new();
+    let limits = *ctx.view.quota.config();
     for mut t in std::mem::take(&mut r.topic_data) {
         let partitions = || t.partition_data.iter().map(|p| p.index).collect::<Vec<_>>();
         match resolve_topic(ctx, by_id, &t.name, t.topic_id, Action::WriteData) {
@@ -73,6 +75,42 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
                 message: None,
             }),
             Ok((tenant_name, pool)) => {
+                if body.len() as u64 > limits.max_request_bytes {
+                    denied.topics.push(DeniedTopic {
+                        name: t.name.clone(),
+                        id: t.topic_id,
+                        partitions: partitions(),
+                        code: code::RECORD_LIST_TOO_LARGE,
+                        message: Some(format!(
+                            "the request ({} bytes) exceeds this tenant's max_request_bytes ({})",
+                            body.len(),
+                            limits.max_request_bytes
+                        )),
+                    });
+                    continue;
+                }
+                // A batch over the tenant's message size is refused per partition; the
+                // rest of the topic goes through.
+                let (fits, too_large): (Vec<_>, Vec<_>) = std::mem::take(&mut t.partition_data)
+                    .into_iter()
+                    .partition(|p| p.records.as_ref().is_none_or(|r| r.len() as u64 <= limits.max_message_bytes));
+                for p in too_large {
+                    denied.topics.push(DeniedTopic {
+                        name: t.name.clone(),
+                        id: t.topic_id,
+                        partitions: vec![p.index],
+                        code: code::MESSAGE_TOO_LARGE,
+                        message: Some(format!(
+                            "a record batch of {} bytes exceeds this tenant's max_message_bytes ({})",
+                            p.records.as_ref().map_or(0, |r| r.len()),
+                            limits.max_message_bytes
+                        )),
+                    });
+                }
+                if fits.is_empty() {
+                    continue;
+                }
+                t.partition_data = fits;
                 let key = tenant_name.0.into_bytes();
                 for p in &t.partition_data {
                     let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
@@ -118,6 +156,7 @@ fn append_produce_denied(resp: &mut ProduceResponse, denied: &Denied) {
                         PartitionProduceResponse::default()
                             .with_index(p)
                             .with_error_code(d.code)
+                            .with_error_message(d.message.clone().map(StrBytes::from_string))
                             .with_base_offset(-1)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(-1)

@@ -46,6 +46,8 @@ use crate::rewrite::{Advertised, Observed};
 pub mod code {
     pub const NONE: i16 = 0;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
     pub const INVALID_TOPIC: i16 = 17;
     pub const INVALID_GROUP_ID: i16 = 24;
     pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
@@ -58,6 +60,7 @@ pub mod code {
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
@@ -106,6 +109,40 @@ impl TopicIds {
 pub fn topic_ids() -> &'static TopicIds {
     static IDS: std::sync::OnceLock<TopicIds> = std::sync::OnceLock::new();
     IDS.get_or_init(TopicIds::default)
+}
+
+/// Open connections per tenant, for the `max_connections` limit.
+#[derive(Default)]
+pub struct ConnectionCounts {
+    open: DashMap<String, u64>,
+}
+
+impl ConnectionCounts {
+    /// Takes a slot for `tenant`, or `None` when it already has `max` connections.
+    pub fn open(self: &Arc<Self>, tenant: &str, max: u64) -> Option<ConnectionSlot> {
+        let mut n = self.open.entry(tenant.to_owned()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        metrics::gauge!("sluice_tenant_connections", "tenant" => tenant.to_owned()).set(*n as f64);
+        Some(ConnectionSlot { counts: self.clone(), tenant: tenant.to_owned() })
+    }
+}
+
+/// One open tenant connection; freed on drop.
+pub struct ConnectionSlot {
+    counts: Arc<ConnectionCounts>,
+    tenant: String,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.counts.open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            metrics::gauge!("sluice_tenant_connections", "tenant" => self.tenant.clone()).set(*n as f64);
+        }
+    }
 }
 
 /// What the reader does with a request after this stage.

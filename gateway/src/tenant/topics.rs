@@ -76,6 +76,34 @@ fn names_out<T>(ctx: &Ctx<'_>, topics: &mut Vec<T>, name: impl Fn(&mut T) -> &mu
     });
 }
 
+/// KIP-599: charges `partitions` created or deleted against the tenant's budget.
+/// `Ok(())` admits; `Err(ms)` refuses with THROTTLING_QUOTA_EXCEEDED (versions that know
+/// it) and the throttle time. Older versions are admitted and the connection is held
+/// for the wait instead, as Kafka does.
+fn mutation(ctx: &mut Ctx<'_>, partitions: i32, throttling_known: bool) -> Result<(), i32> {
+    let n = u64::try_from(partitions.max(1)).unwrap_or(1);
+    match ctx.view.quota.mutate(n) {
+        Ok(()) => Ok(()),
+        Err(wait) => {
+            let charge = sluice_quota::Charge::mute(wait);
+            let ms = charge.throttle_ms();
+            if throttling_known {
+                Err(ms)
+            } else {
+                ctx.view.charge.merge(charge);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn throttled_message(ctx: &Ctx<'_>) -> String {
+    format!(
+        "over this tenant's partition mutation rate ({} partition creations and deletions per 5 minutes)",
+        ctx.view.quota.config().partition_mutations_per_5min
+    )
+}
+
 fn only_clients(replica_id: i32) -> bool {
     // -1 consumers, -2 debug tools; broker ids are followers.
     replica_id < 0
@@ -251,6 +279,12 @@ pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
             }
         }
         t.configs = configs;
+        if let Err(ms) = mutation(ctx, t.num_partitions, req.version >= 6) {
+            let message = throttled_message(ctx);
+            refuse(code::THROTTLING_QUOTA_EXCEEDED, message);
+            denied.throttle_ms = denied.throttle_ms.max(ms);
+            continue;
+        }
         // The pool's replication factor always applies (SPEC 7): -1 is "the broker default".
         t.replication_factor = -1;
         t.name = pool;
@@ -258,7 +292,7 @@ pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
     }
     r.topics = kept;
     if r.topics.is_empty() {
-        let mut resp = CreateTopicsResponse::default();
+        let mut resp = CreateTopicsResponse::default().with_throttle_time_ms(denied.throttle_ms);
         create_topics_denied(&mut resp, &denied);
         return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
     }
@@ -287,6 +321,7 @@ pub fn create_topics_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body:
     for t in &mut resp.topics {
         t.error_message = ctx.scrub(&t.error_message);
     }
+    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.throttle_ms);
     create_topics_denied(&mut resp, &denied);
     answer(req.api, req.version, req.correlation_id, &resp)
 }
@@ -297,9 +332,16 @@ pub fn delete_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
     let mut r: DeleteTopicsRequest = decode_request(req.api, req.version, body)?;
     let mut denied = Denied::default();
     let mut names = Vec::with_capacity(r.topic_names.len());
+    let throttling_known = req.version >= 5;
     for name in std::mem::take(&mut r.topic_names) {
         match resolve_topic(ctx, false, &name, Uuid::nil(), Action::DeleteTopic) {
-            Ok((_, pool)) => names.push(pool),
+            Ok((_, pool)) => match mutation(ctx, 1, throttling_known) {
+                Ok(()) => names.push(pool),
+                Err(ms) => {
+                    deny_topic(&mut denied, name, Vec::new(), code::THROTTLING_QUOTA_EXCEEDED);
+                    denied.throttle_ms = denied.throttle_ms.max(ms);
+                }
+            },
             Err((_, code)) => deny_topic(&mut denied, name, Vec::new(), code),
         }
     }
@@ -309,7 +351,18 @@ pub fn delete_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
         let by_id = t.name.as_ref().is_none_or(|n| n.0.is_empty());
         let name = t.name.clone().unwrap_or_default();
         match resolve_topic(ctx, by_id, &name, t.topic_id, Action::DeleteTopic) {
-            Ok((_, pool)) => {
+            Ok((tenant_name, pool)) => {
+                if let Err(ms) = mutation(ctx, 1, throttling_known) {
+                    denied.topics.push(DeniedTopic {
+                        name: tenant_name,
+                        id: t.topic_id,
+                        partitions: Vec::new(),
+                        code: code::THROTTLING_QUOTA_EXCEEDED,
+                        message: Some(throttled_message(ctx)),
+                    });
+                    denied.throttle_ms = denied.throttle_ms.max(ms);
+                    continue;
+                }
                 if !by_id {
                     t.name = Some(pool);
                 }
@@ -322,7 +375,7 @@ pub fn delete_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
     }
     r.topics = states;
     if r.topics.is_empty() && r.topic_names.is_empty() {
-        let mut resp = DeleteTopicsResponse::default();
+        let mut resp = DeleteTopicsResponse::default().with_throttle_time_ms(denied.throttle_ms);
         delete_topics_denied(&mut resp, &denied);
         return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
     }
@@ -335,7 +388,8 @@ fn delete_topics_denied(resp: &mut DeleteTopicsResponse, denied: &Denied) {
             DeletableTopicResult::default()
                 .with_name(if d.name.0.is_empty() { None } else { Some(d.name.clone()) })
                 .with_topic_id(d.id)
-                .with_error_code(d.code),
+                .with_error_code(d.code)
+                .with_error_message(d.message.clone().map(StrBytes::from_string)),
         );
     }
 }
@@ -361,6 +415,7 @@ pub fn delete_topics_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body:
         }
         true
     });
+    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.throttle_ms);
     delete_topics_denied(&mut resp, &denied);
     answer(req.api, req.version, req.correlation_id, &resp)
 }
@@ -384,6 +439,19 @@ pub fn create_partitions(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Ad
         }
         match resolve_topic(ctx, false, &t.name, Uuid::nil(), Action::AlterTopic) {
             Ok((_, pool)) => {
+                // The new total stands in for the partitions added (the gateway does
+                // not know the current count here), so this errs on the strict side.
+                if let Err(ms) = mutation(ctx, t.count, req.version >= 3) {
+                    denied.topics.push(DeniedTopic {
+                        name: t.name.clone(),
+                        id: Uuid::nil(),
+                        partitions: Vec::new(),
+                        code: code::THROTTLING_QUOTA_EXCEEDED,
+                        message: Some(throttled_message(ctx)),
+                    });
+                    denied.throttle_ms = denied.throttle_ms.max(ms);
+                    continue;
+                }
                 t.name = pool;
                 kept.push(t);
             }
@@ -392,7 +460,7 @@ pub fn create_partitions(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Ad
     }
     r.topics = kept;
     if r.topics.is_empty() {
-        let mut resp = CreatePartitionsResponse::default();
+        let mut resp = CreatePartitionsResponse::default().with_throttle_time_ms(denied.throttle_ms);
         create_partitions_denied(&mut resp, &denied);
         return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
     }
@@ -416,6 +484,7 @@ pub fn create_partitions_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, b
     for t in &mut resp.results {
         t.error_message = ctx.scrub(&t.error_message);
     }
+    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.throttle_ms);
     create_partitions_denied(&mut resp, &denied);
     answer(req.api, req.version, req.correlation_id, &resp)
 }

@@ -283,9 +283,25 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give the document as --file PATH, or - for standard input"),
             };
             // Refused before anything is written, with the field named.
-            let doc = TenantDoc::parse_checked(&text).map_err(|e| anyhow::anyhow!("invalid tenant document: {e}"))?;
+            let mut doc = TenantDoc::parse_checked(&text).map_err(|e| anyhow::anyhow!("invalid tenant document: {e}"))?;
             let id = doc.id.clone();
             let store = open_store(&store).await?;
+            // OAuth clients are managed with `sluice client`; a document that leaves the
+            // field out keeps the stored clients instead of deleting them.
+            let names_clients = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .is_some_and(|v| v.get("clients").is_some());
+            if !names_clients {
+                if let Some(current) = store.get(&id) {
+                    if !current.doc.clients.is_empty() {
+                        doc.clients = current.doc.clients.clone();
+                        doc.validate().map_err(|e| {
+                            anyhow::anyhow!("invalid tenant document (with the tenant's stored OAuth clients): {e}")
+                        })?;
+                        eprintln!("kept the tenant's {} OAuth client(s)", doc.clients.len());
+                    }
+                }
+            }
             let version = store.put(doc, if_version).await?;
             println!("{}", serde_json::json!({"id": id.as_str(), "version": version}));
             Ok(())

@@ -155,9 +155,9 @@ impl Pool {
         self.brokers.send_if_modified(|set| {
             let mut changed = false;
             for b in seen {
-                if !set.contains_key(&b.node_id) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = set.entry(b.node_id) {
                     info!(node_id = b.node_id, "pool broker seen in a client's metadata");
-                    set.insert(b.node_id, b);
+                    slot.insert(b);
                     changed = true;
                 }
             }
@@ -263,7 +263,7 @@ impl Pool {
                 Err(e) => {
                     control = None;
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         warn!(error = %e, failures, "pool metadata poll failed");
                     }
                 }

@@ -333,7 +333,7 @@ impl Inner {
                             }
                         }
                     }
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         warn!(topic = %self.topic, error = %e, failures, "tenant store tail failed; reconnecting");
                     }
                     tokio::select! {

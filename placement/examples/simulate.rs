@@ -2,23 +2,27 @@
 //!
 //! Run: `cargo run --release -p sluice-placement --example simulate` (add `-- --quick` to skip
 //! the 100 000-partition pools). Each scenario plans repeatedly (apply, re-plan) until the plan
-//! is empty or 200 rounds have passed, and prints one markdown table row per scenario.
+//! is empty or MAX_ROUNDS (400) have passed, and prints one markdown table row per scenario.
 
 use std::time::Instant;
 
 use sluice_placement::synthetic::{pool, PoolSpec};
-use sluice_placement::{apply, imbalance, plan, ClusterState, PlanLimits};
+use sluice_placement::{apply, broker_loads, imbalance, plan, ClusterState, PlanLimits};
+
+/// Enough for a 30-broker pool to drain a broker holding 10 000 replicas at 50 moves a plan.
+const MAX_ROUNDS: usize = 400;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let mut sizes: Vec<(usize, usize, usize)> = vec![(10, 1_000, 100), (30, 10_000, 500), (100, 10_000, 2_000)];
+    let mut sizes: Vec<(usize, usize, usize)> =
+        vec![(10, 1_000, 100), (30, 10_000, 500), (100, 10_000, 2_000)];
     if !quick {
         sizes.extend([(30, 100_000, 2_000), (100, 100_000, 2_000)]);
     }
     let limits = PlanLimits::default();
     println!("limits: {limits:?}\n");
-    println!("| scenario | brokers | partitions | tenants | imbalance before | first plan ms | first plan: leader changes / moves / GB | imbalance after first plan | rounds to empty plan | total leader changes / moves / GB | imbalance at the end | total planner ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | brokers | partitions | tenants | imbalance before | first plan ms | first plan: leader changes / moves / GB | imbalance after first plan | rounds to empty plan | total leader changes / moves / GB | imbalance at the end | min / mean at the end | total planner ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (brokers, partitions, tenants) in sizes {
         let spec = PoolSpec {
             brokers,
@@ -52,7 +56,8 @@ fn run(name: &str, start: &ClusterState, limits: &PlanLimits) {
     let (mut leaders, mut moves, mut bytes, mut total_ms) = (0usize, 0usize, 0u64, 0.0f64);
     let mut first: Option<(f64, usize, usize, u64, f64)> = None;
     let mut rounds = 0;
-    for round in 1..=200 {
+    let mut converged = false;
+    for round in 1..=MAX_ROUNDS {
         let t = Instant::now();
         let p = match plan(&state, limits) {
             Ok(p) => p,
@@ -65,9 +70,16 @@ fn run(name: &str, start: &ClusterState, limits: &PlanLimits) {
         total_ms += ms;
         rounds = round;
         if first.is_none() {
-            first = Some((ms, p.leader_changes.len(), p.moves.len(), p.bytes_moved(), p.imbalance_after));
+            first = Some((
+                ms,
+                p.leader_changes.len(),
+                p.moves.len(),
+                p.bytes_moved(),
+                p.imbalance_after,
+            ));
         }
         if p.is_empty() {
+            converged = true;
             break;
         }
         leaders += p.leader_changes.len();
@@ -75,15 +87,35 @@ fn run(name: &str, start: &ClusterState, limits: &PlanLimits) {
         bytes += p.bytes_moved();
         state = apply(&state, &p);
     }
-    let Some((ms, fl, fm, fb, fi)) = first else { return };
+    let Some((ms, fl, fm, fb, fi)) = first else {
+        return;
+    };
     let gb = |b: u64| b as f64 / 1e9;
     println!(
-        "| {name} | {} | {} | {} | {before:.3} | {ms:.1} | {fl} / {fm} / {:.1} | {fi:.3} | {rounds} | {leaders} / {moves} / {:.1} | {:.3} | {total_ms:.0} |",
+        "| {name} | {} | {} | {} | {before:.3} | {ms:.1} | {fl} / {fm} / {:.1} | {fi:.3} | {rounds}{} | {leaders} / {moves} / {:.1} | {:.3} | {:.3} | {total_ms:.0} |",
         start.brokers.len(),
         start.partitions.len(),
         start.partitions.iter().map(|p| p.tenant.as_str()).collect::<std::collections::HashSet<_>>().len(),
         gb(fb),
+        if converged { "" } else { " (not yet empty)" },
         gb(bytes),
         imbalance(&state),
+        min_over_mean(&state),
     );
+}
+
+/// Coldest live, non-draining broker over the mean: how far an added broker has filled up.
+fn min_over_mean(state: &ClusterState) -> f64 {
+    let loads = broker_loads(state);
+    let v: Vec<f64> = state
+        .brokers
+        .iter()
+        .filter(|b| !b.draining)
+        .map(|b| loads.get(&b.id).map_or(0.0, |l| l.0 + l.1))
+        .collect();
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    if mean <= 0.0 {
+        return 1.0;
+    }
+    v.iter().copied().fold(f64::INFINITY, f64::min) / mean
 }

@@ -11,7 +11,9 @@ pub enum PlacementError {
     #[error("broker {0} is listed twice")]
     DuplicateBroker(i32),
     /// A broker capacity is zero, negative or NaN.
-    #[error("broker {broker} has an invalid capacity (must be > 0; use f64::INFINITY for unknown)")]
+    #[error(
+        "broker {broker} has an invalid capacity (must be > 0; use f64::INFINITY for unknown)"
+    )]
     InvalidCapacity {
         /// The broker at fault.
         broker: i32,

@@ -22,7 +22,8 @@
 //!    by swapping rack duplicates; replicas on draining brokers moved off. Replacements go to
 //!    an unused rack first, then a broker with room, then the least loaded. A repair that
 //!    cannot fill every slot is not planned (shrinking a replica list loses durability).
-//!    Partitions still led by a draining broker then get a leadership change.
+//!    Partitions still led by a draining broker then get a leadership change (at most half
+//!    of `max_leader_changes`, the rest is kept for balancing the followers that inherit them).
 //! 2. **Capacity**: the most over-capacity broker sheds a leadership, else a replica, to a
 //!    broker that stays within its capacity.
 //! 3. **Network load**, only when the pool is uneven: the hottest broker above mean ×
@@ -64,8 +65,8 @@ pub mod synthetic;
 
 pub use error::PlacementError;
 pub use model::{
-    apply, broker_loads, eligible_racks, imbalance, rack_diversity, Broker, Capacity,
-    ClusterState, LeaderChange, Partition, Plan, Reason, ReplicaMove,
+    apply, broker_loads, eligible_racks, imbalance, rack_diversity, Broker, Capacity, ClusterState,
+    LeaderChange, Partition, Plan, Reason, ReplicaMove,
 };
 pub use place::place_new;
 pub use planner::{plan, PlanLimits};

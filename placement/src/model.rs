@@ -245,12 +245,12 @@ pub fn apply(state: &ClusterState, plan: &Plan) -> ClusterState {
 /// Distinct racks among the live replicas of `replicas` (a broker without a rack is its own
 /// rack; replicas on missing brokers do not count).
 pub fn rack_diversity(state: &ClusterState, replicas: &[i32]) -> usize {
-    let racks: HashMap<i32, RackKey<'_>> = state
-        .brokers
+    let racks: HashMap<i32, RackKey<'_>> =
+        state.brokers.iter().map(|b| (b.id, rack_key(b))).collect();
+    let seen: HashSet<RackKey<'_>> = replicas
         .iter()
-        .map(|b| (b.id, rack_key(b)))
+        .filter_map(|r| racks.get(r).cloned())
         .collect();
-    let seen: HashSet<RackKey<'_>> = replicas.iter().filter_map(|r| racks.get(r).cloned()).collect();
     seen.len()
 }
 

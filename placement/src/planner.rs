@@ -63,7 +63,12 @@ pub fn plan(state: &ClusterState, limits: &PlanLimits) -> Result<Plan, Placement
     w.repairs(&mut out, &mut budget);
     w.capacity(&mut out, &mut budget);
     if w.load_uneven(limits.imbalance_threshold) {
-        w.balance_load(&mut out, &mut budget, limits.min_improvement);
+        w.balance_load(
+            &mut out,
+            &mut budget,
+            limits.min_improvement,
+            limits.imbalance_threshold,
+        );
     }
     w.balance_leaders(&mut out, &mut budget, limits.imbalance_threshold);
     w.balance_replicas(&mut out, &mut budget, limits.imbalance_threshold);
@@ -167,7 +172,11 @@ impl<'a> Work<'a> {
                 });
                 rs.push(i);
             }
-            leader.push(if p.leader == -1 { None } else { idx.get(&p.leader).copied() });
+            leader.push(if p.leader == -1 {
+                None
+            } else {
+                idx.get(&p.leader).copied()
+            });
             replicas.push(rs);
         }
         let n = ids.len();
@@ -231,7 +240,8 @@ impl<'a> Work<'a> {
     fn contrib(&self, p: usize, leader: bool, replication_factor: usize) -> (f64, f64) {
         let part = &self.state.partitions[p];
         let out = if leader {
-            part.bytes_out_per_sec + part.bytes_in_per_sec * replication_factor.saturating_sub(1) as f64
+            part.bytes_out_per_sec
+                + part.bytes_in_per_sec * replication_factor.saturating_sub(1) as f64
         } else {
             0.0
         };
@@ -269,7 +279,11 @@ impl<'a> Work<'a> {
     }
 
     fn diversity(&self, replicas: &[usize]) -> usize {
-        let mut rs: Vec<u32> = replicas.iter().filter(|&&b| self.listed[b]).map(|&b| self.rack[b]).collect();
+        let mut rs: Vec<u32> = replicas
+            .iter()
+            .filter(|&&b| self.listed[b])
+            .map(|&b| self.rack[b])
+            .collect();
         rs.sort_unstable();
         rs.dedup();
         rs.len()
@@ -283,7 +297,14 @@ impl<'a> Work<'a> {
         self.load_in[b] + add_in <= self.cap_in[b] && self.load_out[b] + add_out <= self.cap_out[b]
     }
 
-    fn record_move(&mut self, out: &mut Plan, p: usize, to: Vec<usize>, leader: Option<usize>, reason: Reason) -> u64 {
+    fn record_move(
+        &mut self,
+        out: &mut Plan,
+        p: usize,
+        to: Vec<usize>,
+        leader: Option<usize>,
+        reason: Reason,
+    ) -> u64 {
         let part = &self.state.partitions[p];
         let new = to.iter().filter(|b| !self.replicas[p].contains(b)).count() as u64;
         let bytes = part.size_bytes.saturating_mul(new);
@@ -352,7 +373,12 @@ impl<'a> Work<'a> {
             let mut dup: Vec<usize> = kept
                 .iter()
                 .copied()
-                .filter(|&b| kept.iter().filter(|&&c| self.rack[c] == self.rack[b]).count() > 1)
+                .filter(|&b| {
+                    kept.iter()
+                        .filter(|&&c| self.rack[c] == self.rack[b])
+                        .count()
+                        > 1
+                })
                 .collect();
             dup.sort_by(|&a, &b| {
                 (Some(a) == self.leader[p])
@@ -370,8 +396,16 @@ impl<'a> Work<'a> {
                 .eligible_brokers()
                 .filter(|b| !chosen.contains(b))
                 .min_by(|&a, &b| {
-                    let key = |x: usize| (used.contains(&self.rack[x]), !self.fits_capacity(x, fin, 0.0));
-                    key(a).cmp(&key(b)).then(self.load(a).total_cmp(&self.load(b))).then(a.cmp(&b))
+                    let key = |x: usize| {
+                        (
+                            used.contains(&self.rack[x]),
+                            !self.fits_capacity(x, fin, 0.0),
+                        )
+                    };
+                    key(a)
+                        .cmp(&key(b))
+                        .then(self.load(a).total_cmp(&self.load(b)))
+                        .then(a.cmp(&b))
                 })?;
             chosen.push(best);
         }
@@ -388,7 +422,10 @@ impl<'a> Work<'a> {
 
     fn repairs(&mut self, out: &mut Plan, budget: &mut Budget) {
         let mut todo: Vec<(Reason, u64, usize)> = (0..self.replicas.len())
-            .filter_map(|p| self.repair_class(p).map(|r| (r, self.state.partitions[p].size_bytes, p)))
+            .filter_map(|p| {
+                self.repair_class(p)
+                    .map(|r| (r, self.state.partitions[p].size_bytes, p))
+            })
             .collect();
         // Worst first; small first within a class so more repairs fit the byte budget.
         todo.sort_unstable();
@@ -408,9 +445,11 @@ impl<'a> Work<'a> {
             budget.take(bytes);
         }
         // Leadership off draining brokers for partitions whose move did not fit: cheap, and the
-        // broker stops serving clients at once.
+        // broker stops serving clients at once. At most half the leader budget, since the
+        // followers that inherit these leaderships are clustered and need the balancing steps.
+        let reserve = budget.leaders - budget.leaders.div_ceil(2);
         for p in 0..self.replicas.len() {
-            if budget.leaders == 0 {
+            if budget.leaders <= reserve {
                 break;
             }
             let Some(l) = self.leader[p] else { continue };
@@ -443,7 +482,10 @@ impl<'a> Work<'a> {
             let worst = self
                 .eligible_brokers()
                 .filter(|&b| !stuck[b] && self.overflow(b, 0.0, 0.0) > 0.0)
-                .max_by(|&a, &b| self.overflow(a, 0.0, 0.0).total_cmp(&self.overflow(b, 0.0, 0.0)));
+                .max_by(|&a, &b| {
+                    self.overflow(a, 0.0, 0.0)
+                        .total_cmp(&self.overflow(b, 0.0, 0.0))
+                });
             let Some(h) = worst else { return };
             let now = self.overflow(h, 0.0, 0.0);
             // Best leader change, then best move; a target must stay within its capacity.
@@ -498,13 +540,19 @@ impl<'a> Work<'a> {
     }
 
     fn diversity_with(&self, p: usize, from: usize, to: usize) -> usize {
-        let rs: Vec<usize> = self.replicas[p].iter().map(|&b| if b == from { to } else { b }).collect();
+        let rs: Vec<usize> = self.replicas[p]
+            .iter()
+            .map(|&b| if b == from { to } else { b })
+            .collect();
         self.diversity(&rs)
     }
 
     /// Moves `p`'s replica from `h` to `t`; a moved leader replica takes the leadership along.
     fn move_one(&mut self, out: &mut Plan, p: usize, h: usize, t: usize, reason: Reason) -> u64 {
-        let to: Vec<usize> = self.replicas[p].iter().map(|&b| if b == h { t } else { b }).collect();
+        let to: Vec<usize> = self.replicas[p]
+            .iter()
+            .map(|&b| if b == h { t } else { b })
+            .collect();
         let leader = match self.leader[p] {
             Some(l) if l == h => Some(t),
             other => other,
@@ -514,11 +562,18 @@ impl<'a> Work<'a> {
 
     // === even network load ===
 
-    fn balance_load(&mut self, out: &mut Plan, budget: &mut Budget, min_improvement: f64) {
+    fn balance_load(
+        &mut self,
+        out: &mut Plan,
+        budget: &mut Budget,
+        min_improvement: f64,
+        threshold: f64,
+    ) {
         let mean = self.mean_load();
         if mean <= 0.0 {
             return;
         }
+        let band = Band::new(mean, threshold);
         let min_gain = (min_improvement * mean).max(f64::MIN_POSITIVE);
         let mut stuck = vec![false; self.ids.len()];
         while budget.leaders > 0 || budget.moves > 0 {
@@ -526,10 +581,13 @@ impl<'a> Work<'a> {
             order.sort_by(|&a, &b| self.load(a).total_cmp(&self.load(b)).then(a.cmp(&b)));
             let mut acted = false;
             for &h in order.iter().rev() {
+                if self.load(h) <= band.low {
+                    break; // a source must stay at or above the band's floor
+                }
                 if stuck[h] {
                     continue;
                 }
-                match self.best_load_step(h, &order, budget, min_gain) {
+                match self.best_load_step(h, &order, budget, min_gain, &band) {
                     Some(Step::Leader(p, f)) => {
                         self.record_leader(out, p, f, Reason::NetworkLoad);
                         budget.leaders -= 1;
@@ -555,8 +613,16 @@ impl<'a> Work<'a> {
     }
 
     /// The step that most lowers `max(load h, load target)`, preferring a leadership change
-    /// whenever one gains at least `min_gain`. `targets` is sorted by load, ascending.
-    fn best_load_step(&self, h: usize, targets: &[usize], budget: &Budget, min_gain: f64) -> Option<Step> {
+    /// whenever one gains at least `min_gain`; only steps the [`Band`] allows. `targets` is
+    /// sorted by load, ascending.
+    fn best_load_step(
+        &self,
+        h: usize,
+        targets: &[usize],
+        budget: &Budget,
+        min_gain: f64,
+        band: &Band,
+    ) -> Option<Step> {
         let lh = self.load(h);
         let gain = |lt: f64, d: f64| lh - (lh - d).max(lt + d);
         let mut best_leader: Option<(f64, usize, usize)> = None;
@@ -573,10 +639,14 @@ impl<'a> Work<'a> {
                     if f == h || !self.eligible[f] || !self.fits_capacity(f, 0.0, lo) {
                         continue;
                     }
+                    if !band.allows(lh, self.load(f), lo) {
+                        continue;
+                    }
                     let g = gain(self.load(f), lo);
                     // Equal gains: the colder follower, which keeps more room for later steps.
-                    let better = best_leader
-                        .is_none_or(|(bg, _, bf)| g > bg || (g == bg && self.load(f) < self.load(bf)));
+                    let better = best_leader.is_none_or(|(bg, _, bf)| {
+                        g > bg || (g == bg && self.load(f) < self.load(bf))
+                    });
                     if g >= min_gain && better {
                         best_leader = Some((g, p, f));
                     }
@@ -591,12 +661,12 @@ impl<'a> Work<'a> {
             }
             let (ci, co) = self.contrib(p, is_leader, rf);
             let d = ci + co;
-            if d <= 0.0 {
+            if d <= 0.0 || lh - d < band.low {
                 continue;
             }
             let div = self.diversity(&self.replicas[p]);
             for &t in targets {
-                if self.load(t) + d >= lh {
+                if !band.allows(lh, self.load(t), d) {
                     break; // targets only get hotter from here
                 }
                 if t == h || self.replicas[p].contains(&t) || !self.fits_capacity(t, ci, co) {
@@ -606,7 +676,8 @@ impl<'a> Work<'a> {
                     continue;
                 }
                 let g = gain(self.load(t), d);
-                let better = best_move.is_none_or(|(bg, bs, _, _)| g > bg || (g == bg && size < bs));
+                let better =
+                    best_move.is_none_or(|(bg, bs, _, _)| g > bg || (g == bg && size < bs));
                 if g >= min_gain && better {
                     best_move = Some((g, size, p, t));
                 }
@@ -621,15 +692,30 @@ impl<'a> Work<'a> {
 
     // === even leader and replica counts (never at the cost of network load) ===
 
-    /// Shifting load `d` from `h` to `t` keeps the sum of squared loads from growing.
-    fn load_neutral(&self, h: usize, t: usize, d: f64) -> bool {
-        d <= 0.0 || d <= self.load(h) - self.load(t)
+    /// Shifting load `d` from `h` to `t` is allowed by the load band (or moves no load).
+    fn load_neutral(&self, band: &Band, h: usize, t: usize, d: f64) -> bool {
+        d <= 0.0 || band.allows(self.load(h), self.load(t), d)
+    }
+
+    fn count_band(&self, count: &[usize], threshold: f64) -> Band {
+        let (n, s) = self
+            .eligible_brokers()
+            .fold((0usize, 0usize), |(n, s), b| (n + 1, s + count[b]));
+        Band::new(if n == 0 { 0.0 } else { s as f64 / n as f64 }, threshold)
     }
 
     fn counts_uneven(&self, count: &[usize], threshold: f64) -> bool {
         let v: Vec<usize> = self.eligible_brokers().map(|b| count[b]).collect();
-        let (Some(&max), Some(&min)) = (v.iter().max(), v.iter().min()) else { return false };
-        max >= min + 2 && spread_exceeds(max as f64, min as f64, v.iter().sum::<usize>() as f64 / v.len() as f64, threshold)
+        let (Some(&max), Some(&min)) = (v.iter().max(), v.iter().min()) else {
+            return false;
+        };
+        max >= min + 2
+            && spread_exceeds(
+                max as f64,
+                min as f64,
+                v.iter().sum::<usize>() as f64 / v.len() as f64,
+                threshold,
+            )
     }
 
     fn load_uneven(&self, threshold: f64) -> bool {
@@ -643,6 +729,8 @@ impl<'a> Work<'a> {
         if !self.counts_uneven(&self.leaders, threshold) {
             return;
         }
+        let load_band = Band::new(self.mean_load(), threshold);
+        let band = self.count_band(&self.leaders, threshold);
         let mut stuck = vec![false; self.ids.len()];
         while budget.leaders > 0 {
             let h = self
@@ -657,10 +745,13 @@ impl<'a> Work<'a> {
                 }
                 let (_, lo) = self.contrib(p, true, self.replicas[p].len());
                 for &f in &self.replicas[p] {
-                    if f == h || !self.eligible[f] || self.leaders[f] + 2 > self.leaders[h] {
+                    if f == h
+                        || !self.eligible[f]
+                        || !band.allows(self.leaders[h] as f64, self.leaders[f] as f64, 1.0)
+                    {
                         continue;
                     }
-                    if !self.load_neutral(h, f, lo) || !self.fits_capacity(f, 0.0, lo) {
+                    if !self.load_neutral(&load_band, h, f, lo) || !self.fits_capacity(f, 0.0, lo) {
                         continue;
                     }
                     let key = (self.leaders[f], lo);
@@ -686,16 +777,28 @@ impl<'a> Work<'a> {
         if !self.counts_uneven(&self.replica_count, threshold) {
             return;
         }
+        let load_band = Band::new(self.mean_load(), threshold);
+        let band = self.count_band(&self.replica_count, threshold);
         let mut stuck = vec![false; self.ids.len()];
         while budget.moves > 0 {
             let h = self
                 .eligible_brokers()
                 .filter(|&b| !stuck[b])
-                .max_by(|&a, &b| self.replica_count[a].cmp(&self.replica_count[b]).then(b.cmp(&a)));
+                .max_by(|&a, &b| {
+                    self.replica_count[a]
+                        .cmp(&self.replica_count[b])
+                        .then(b.cmp(&a))
+                });
             let Some(h) = h else { return };
             let mut targets: Vec<usize> = self
                 .eligible_brokers()
-                .filter(|&t| self.replica_count[t] + 2 <= self.replica_count[h])
+                .filter(|&t| {
+                    band.allows(
+                        self.replica_count[h] as f64,
+                        self.replica_count[t] as f64,
+                        1.0,
+                    )
+                })
                 .collect();
             targets.sort_by_key(|&t| (self.replica_count[t], t));
             let mut best: Option<(usize, u64, usize, usize)> = None;
@@ -711,7 +814,10 @@ impl<'a> Work<'a> {
                 let (ci, _) = self.contrib(p, false, self.replicas[p].len());
                 let div = self.diversity(&self.replicas[p]);
                 for &t in &targets {
-                    if self.replicas[p].contains(&t) || !self.load_neutral(h, t, ci) || !self.fits_capacity(t, ci, 0.0) {
+                    if self.replicas[p].contains(&t)
+                        || !self.load_neutral(&load_band, h, t, ci)
+                        || !self.fits_capacity(t, ci, 0.0)
+                    {
                         continue;
                     }
                     if self.diversity_with(p, h, t) < div {
@@ -738,6 +844,32 @@ impl<'a> Work<'a> {
     }
 }
 
+/// The band around the mean that makes balancing converge without oscillating (the rule
+/// Cruise Control's distribution goals use): a step moves `d` from `h` to `t` only if one of
+/// them is outside `[low, high]`, `t` ends at or below `high` and `h` at or above `low`.
+/// Hence a broker that ever received stays at or below `high` and one that ever gave stays at
+/// or above `low`, so whatever moved `h -> t` can never be sent back `t -> h`: that would need
+/// `t` above `high` or `h` below `low`. Every step also strictly lowers the sum of squares
+/// (`t + d <= high`, `h - d >= low`, and one side is outside the band).
+struct Band {
+    low: f64,
+    high: f64,
+}
+
+impl Band {
+    fn new(mean: f64, threshold: f64) -> Self {
+        let t = threshold.max(1.0);
+        Band {
+            low: mean / t,
+            high: mean * t,
+        }
+    }
+
+    fn allows(&self, h: f64, t: f64, d: f64) -> bool {
+        (h > self.high || t < self.low) && t + d <= self.high && h - d >= self.low
+    }
+}
+
 /// The balancing trigger: the hottest broker above mean × threshold (SPEC 8's imbalance), or
 /// the coldest below mean / threshold, so that an added, empty broker starts filling up.
 fn spread_exceeds(max: f64, min: f64, mean: f64, threshold: f64) -> bool {
@@ -755,10 +887,21 @@ mod tests {
     use crate::{apply, imbalance, rack_diversity, Broker, Capacity, Partition};
 
     fn broker(id: i32, rack: &str) -> Broker {
-        Broker { id, rack: Some(rack.into()), capacity: Capacity::default(), draining: false }
+        Broker {
+            id,
+            rack: Some(rack.into()),
+            capacity: Capacity::default(),
+            draining: false,
+        }
     }
 
-    fn part(topic: &str, partition: i32, tenant: &str, replicas: &[i32], bytes_in: f64) -> Partition {
+    fn part(
+        topic: &str,
+        partition: i32,
+        tenant: &str,
+        replicas: &[i32],
+        bytes_in: f64,
+    ) -> Partition {
         Partition {
             topic: topic.into(),
             partition,
@@ -787,27 +930,89 @@ mod tests {
     }
 
     fn replicas_on(state: &ClusterState, id: i32) -> usize {
-        state.partitions.iter().filter(|p| p.replicas.contains(&id)).count()
+        state
+            .partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&id))
+            .count()
     }
 
     #[test]
     fn repairs_are_planned_with_the_right_reason() {
-        // (case, brokers, partition replicas, expected reason, broker that must end empty)
-        let cases: Vec<(&str, Vec<Broker>, Vec<i32>, Reason, i32)> = vec![
-            ("rack duplicate", vec![broker(1, "a"), broker(2, "a"), broker(3, "b"), broker(4, "c")], vec![1, 2, 3], Reason::RackSafety, 0),
-            ("dead broker", vec![broker(1, "a"), broker(2, "b"), broker(3, "c"), broker(4, "a")], vec![1, 99, 3], Reason::DeadBroker, 99),
-            ("draining follower", vec![broker(1, "a"), Broker { draining: true, ..broker(2, "b") }, broker(3, "c"), broker(4, "b")], vec![1, 2, 3], Reason::Drain, 2),
-            ("draining leader", vec![Broker { draining: true, ..broker(1, "a") }, broker(2, "b"), broker(3, "c"), broker(4, "a")], vec![1, 2, 3], Reason::Drain, 1),
+        // (case, brokers, the partition's replicas, expected reason, broker that must end empty)
+        type Case = (&'static str, Vec<Broker>, Vec<i32>, Reason, i32);
+        let cases: Vec<Case> = vec![
+            (
+                "rack duplicate",
+                vec![
+                    broker(1, "a"),
+                    broker(2, "a"),
+                    broker(3, "b"),
+                    broker(4, "c"),
+                ],
+                vec![1, 2, 3],
+                Reason::RackSafety,
+                0,
+            ),
+            (
+                "dead broker",
+                vec![
+                    broker(1, "a"),
+                    broker(2, "b"),
+                    broker(3, "c"),
+                    broker(4, "a"),
+                ],
+                vec![1, 99, 3],
+                Reason::DeadBroker,
+                99,
+            ),
+            (
+                "draining follower",
+                vec![
+                    broker(1, "a"),
+                    Broker {
+                        draining: true,
+                        ..broker(2, "b")
+                    },
+                    broker(3, "c"),
+                    broker(4, "b"),
+                ],
+                vec![1, 2, 3],
+                Reason::Drain,
+                2,
+            ),
+            (
+                "draining leader",
+                vec![
+                    Broker {
+                        draining: true,
+                        ..broker(1, "a")
+                    },
+                    broker(2, "b"),
+                    broker(3, "c"),
+                    broker(4, "a"),
+                ],
+                vec![1, 2, 3],
+                Reason::Drain,
+                1,
+            ),
         ];
         for (name, brokers, replicas, reason, emptied) in cases {
-            let state = ClusterState { brokers, partitions: vec![part("t", 0, "x", &replicas, 10.0)] };
+            let state = ClusterState {
+                brokers,
+                partitions: vec![part("t", 0, "x", &replicas, 10.0)],
+            };
             let p = plan(&state, &PlanLimits::default()).expect(name);
             assert_eq!(p.moves.len(), 1, "{name}: {p:?}");
             assert_eq!(p.moves[0].reason, reason, "{name}");
             let after = apply(&state, &p);
             let rs = &after.partitions[0].replicas;
             assert_eq!(rs.len(), 3, "{name}: replication factor kept");
-            assert_eq!(rack_diversity(&after, rs), 3, "{name}: {rs:?} spans all racks");
+            assert_eq!(
+                rack_diversity(&after, rs),
+                3,
+                "{name}: {rs:?} spans all racks"
+            );
             assert_eq!(replicas_on(&after, emptied), 0, "{name}");
             assert_ne!(after.partitions[0].leader, emptied, "{name}");
         }
@@ -816,7 +1021,10 @@ mod tests {
     #[test]
     fn draining_broker_is_emptied_over_rounds_and_receives_nothing() {
         let brokers = vec![
-            Broker { draining: true, ..broker(1, "a") },
+            Broker {
+                draining: true,
+                ..broker(1, "a")
+            },
             broker(2, "b"),
             broker(3, "c"),
             broker(4, "a"),
@@ -831,22 +1039,36 @@ mod tests {
                 part("t", i, "x", &[l, f1, f2], 5.0 + i as f64)
             })
             .collect();
-        let state = ClusterState { brokers, partitions };
-        let limits = PlanLimits { max_moves: 4, ..PlanLimits::default() };
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
+        let limits = PlanLimits {
+            max_moves: 4,
+            ..PlanLimits::default()
+        };
         let (end, plans) = converge(&state, &limits);
-        assert!(plans.len() >= 4, "15 replicas on broker 1 at 4 moves per plan");
+        assert!(
+            plans.len() >= 4,
+            "15 replicas on broker 1 at 4 moves per plan"
+        );
         for p in &plans {
             assert!(p.moves.len() <= 4);
             assert!(p.moves.iter().all(|m| !m.to_replicas.contains(&1)));
             assert!(p.leader_changes.iter().all(|c| c.to != 1));
         }
         assert_eq!(replicas_on(&end, 1), 0);
-        assert!(end.partitions.iter().all(|p| rack_diversity(&end, &p.replicas) == 3));
+        assert!(end
+            .partitions
+            .iter()
+            .all(|p| rack_diversity(&end, &p.replicas) == 3));
     }
 
     #[test]
     fn hot_tenant_on_one_broker_is_spread() {
-        let brokers: Vec<Broker> = (1..=6).map(|i| broker(i, ["a", "b", "c"][(i as usize - 1) % 3])).collect();
+        let brokers: Vec<Broker> = (1..=6)
+            .map(|i| broker(i, ["a", "b", "c"][(i as usize - 1) % 3]))
+            .collect();
         let mut partitions: Vec<Partition> = (0..24)
             .map(|i| {
                 let l = (i % 6) + 1;
@@ -854,15 +1076,22 @@ mod tests {
             })
             .collect();
         // The hot tenant: every partition led by broker 1, followers on broker 2.
-        partitions.extend((0..6).map(|i| part("hot", i, "hot", &[1, 2], 100.0)));
-        let state = ClusterState { brokers, partitions };
+        partitions.extend((0..12).map(|i| part("hot", i, "hot", &[1, 2], 50.0)));
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
         let before = imbalance(&state);
         assert!(before > 2.0, "the setup is skewed: {before}");
         let (end, _) = converge(&state, &PlanLimits::default());
         let after = imbalance(&end);
         assert!(after < 1.5, "imbalance {before} -> {after}");
-        let hot_leaders: std::collections::HashSet<i32> =
-            end.partitions.iter().filter(|p| p.tenant == "hot").map(|p| p.leader).collect();
+        let hot_leaders: std::collections::HashSet<i32> = end
+            .partitions
+            .iter()
+            .filter(|p| p.tenant == "hot")
+            .map(|p| p.leader)
+            .collect();
         assert!(hot_leaders.len() >= 4, "hot leaders on {hot_leaders:?}");
     }
 
@@ -870,8 +1099,13 @@ mod tests {
     fn leadership_changes_are_preferred_over_moves() {
         let brokers = vec![broker(1, "a"), broker(2, "b"), broker(3, "c")];
         // RF 3 on 3 brokers: every broker has every replica; only leadership can even the load.
-        let partitions = (0..9).map(|i| part("t", i, "x", &[1, 2, 3], 10.0)).collect();
-        let state = ClusterState { brokers, partitions };
+        let partitions = (0..9)
+            .map(|i| part("t", i, "x", &[1, 2, 3], 10.0))
+            .collect();
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
         let p = plan(&state, &PlanLimits::default()).expect("plan");
         assert!(!p.leader_changes.is_empty());
         assert!(p.imbalance_after < p.imbalance_before);
@@ -894,13 +1128,19 @@ mod tests {
                 partitions.push(part("t", i, "x", &[broker], 2.5));
             }
         }
-        let state = ClusterState { brokers, partitions };
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
         let p = plan(&state, &PlanLimits::default()).expect("plan");
         assert!(p.is_empty(), "{p:?}");
         assert!((p.imbalance_before - 1.05).abs() < 1e-9);
         assert_eq!(p.imbalance_before, p.imbalance_after);
         // The same pool with a tighter threshold is acted on.
-        let tight = PlanLimits { imbalance_threshold: 1.01, ..PlanLimits::default() };
+        let tight = PlanLimits {
+            imbalance_threshold: 1.01,
+            ..PlanLimits::default()
+        };
         let p = plan(&state, &tight).expect("plan");
         assert_eq!(p.moves.len(), 1, "{p:?}");
         assert!((p.imbalance_after - 1.0).abs() < 1e-9);
@@ -909,42 +1149,83 @@ mod tests {
     #[test]
     fn over_capacity_broker_sheds_load() {
         let mut small = broker(1, "a");
-        small.capacity = Capacity { bytes_in_per_sec: 1e9, bytes_out_per_sec: 50.0 };
+        small.capacity = Capacity {
+            bytes_in_per_sec: 1e9,
+            bytes_out_per_sec: 50.0,
+        };
         let brokers = vec![small, broker(2, "b"), broker(3, "c")];
         let partitions = (0..4).map(|i| part("t", i, "x", &[1, 2], 20.0)).collect();
-        let state = ClusterState { brokers, partitions };
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
         let p = plan(&state, &PlanLimits::default()).expect("plan");
-        assert!(p.leader_changes.iter().any(|c| c.reason == Reason::Capacity), "{p:?}");
+        assert!(
+            p.leader_changes
+                .iter()
+                .any(|c| c.reason == Reason::Capacity),
+            "{p:?}"
+        );
         let loads = crate::broker_loads(&apply(&state, &p));
         assert!(loads[&1].1 <= 50.0, "out load on broker 1: {}", loads[&1].1);
     }
 
     #[test]
     fn limits_bound_the_plan() {
-        let brokers = vec![broker(1, "a"), broker(2, "b"), broker(3, "c"), broker(4, "a")];
+        let brokers = vec![
+            broker(1, "a"),
+            broker(2, "b"),
+            broker(3, "c"),
+            broker(4, "a"),
+        ];
         let partitions = (0..20).map(|i| part("t", i, "x", &[1, 99], 10.0)).collect();
-        let state = ClusterState { brokers, partitions };
-        let limits = PlanLimits { max_moves: 20, max_bytes_moved: 3500, ..PlanLimits::default() };
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
+        let limits = PlanLimits {
+            max_moves: 20,
+            max_bytes_moved: 3500,
+            ..PlanLimits::default()
+        };
         let p = plan(&state, &limits).expect("plan");
         assert_eq!(p.moves.len(), 3, "1000 bytes per repair, 3500 allowed");
         assert_eq!(p.deferred_repairs, 17);
         // One oversize repair is allowed alone, so a drain can always progress.
-        let tiny = PlanLimits { max_bytes_moved: 10, ..limits };
+        let tiny = PlanLimits {
+            max_bytes_moved: 10,
+            ..limits
+        };
         assert_eq!(plan(&state, &tiny).expect("plan").moves.len(), 1);
     }
 
     #[test]
     fn inconsistent_input_is_refused() {
         let brokers = vec![broker(1, "a"), broker(1, "b")];
-        let state = ClusterState { brokers, partitions: vec![] };
-        assert_eq!(plan(&state, &PlanLimits::default()), Err(PlacementError::DuplicateBroker(1)));
+        let state = ClusterState {
+            brokers,
+            partitions: vec![],
+        };
+        assert_eq!(
+            plan(&state, &PlanLimits::default()),
+            Err(PlacementError::DuplicateBroker(1))
+        );
         let mut bad = part("t", 0, "x", &[1, 2], 1.0);
         bad.leader = 3;
-        let state = ClusterState { brokers: vec![broker(1, "a"), broker(2, "b")], partitions: vec![bad] };
-        assert!(matches!(plan(&state, &PlanLimits::default()), Err(PlacementError::InvalidPartition { .. })));
+        let state = ClusterState {
+            brokers: vec![broker(1, "a"), broker(2, "b")],
+            partitions: vec![bad],
+        };
+        assert!(matches!(
+            plan(&state, &PlanLimits::default()),
+            Err(PlacementError::InvalidPartition { .. })
+        ));
         let mut nan = part("t", 0, "x", &[1], f64::NAN);
         nan.bytes_out_per_sec = 1.0;
-        let state = ClusterState { brokers: vec![broker(1, "a")], partitions: vec![nan] };
+        let state = ClusterState {
+            brokers: vec![broker(1, "a")],
+            partitions: vec![nan],
+        };
         assert!(plan(&state, &PlanLimits::default()).is_err());
     }
 }

@@ -55,7 +55,9 @@ pub fn pool(spec: &PoolSpec) -> ClusterState {
         })
         .collect();
     let t = spec.tenants.max(1);
-    let share: Vec<f64> = (1..=t).map(|k| 1.0 / (k as f64).powf(spec.zipf_s / 2.0)).collect();
+    let share: Vec<f64> = (1..=t)
+        .map(|k| 1.0 / (k as f64).powf(spec.zipf_s / 2.0))
+        .collect();
     let share_sum: f64 = share.iter().sum();
     let mut counts: Vec<usize> = share
         .iter()
@@ -69,7 +71,9 @@ pub fn pool(spec: &PoolSpec) -> ClusterState {
         total += 1;
         k += 1;
     }
-    let load: Vec<f64> = (1..=t).map(|k| 1.0 / (k as f64).powf(spec.zipf_s)).collect();
+    let load: Vec<f64> = (1..=t)
+        .map(|k| 1.0 / (k as f64).powf(spec.zipf_s))
+        .collect();
     let load_sum: f64 = load.iter().sum();
     let pool_in = spec.mean_bytes_in_per_broker * spec.brokers as f64;
     let n = spec.brokers.max(1);
@@ -86,7 +90,9 @@ pub fn pool(spec: &PoolSpec) -> ClusterState {
             let mut k = start + p + 1;
             while replicas.len() < rf {
                 let b = k % n;
-                let fresh = replicas.iter().all(|&r| (r as usize - 1) % racks != b % racks);
+                let fresh = replicas
+                    .iter()
+                    .all(|&r| (r as usize - 1) % racks != b % racks);
                 let taken = replicas.contains(&(b as i32 + 1));
                 if !taken && (fresh || replicas.len() >= racks) {
                     replicas.push(b as i32 + 1);
@@ -108,5 +114,8 @@ pub fn pool(spec: &PoolSpec) -> ClusterState {
             });
         }
     }
-    ClusterState { brokers, partitions }
+    ClusterState {
+        brokers,
+        partitions,
+    }
 }

@@ -51,6 +51,8 @@ struct RawQuotas {
     max_connections: u64,
     max_message_bytes: u64,
     max_request_bytes: u64,
+    max_partitions: u64,
+    max_compacted_partitions: u64,
 }
 
 impl Default for RawQuotas {
@@ -67,6 +69,8 @@ impl Default for RawQuotas {
             max_connections: d.max_connections,
             max_message_bytes: d.max_message_bytes,
             max_request_bytes: d.max_request_bytes,
+            max_partitions: d.max_partitions,
+            max_compacted_partitions: d.max_compacted_partitions,
         }
     }
 }
@@ -400,6 +404,8 @@ impl Config {
                     max_connections: raw.quotas.max_connections,
                     max_message_bytes: raw.quotas.max_message_bytes,
                     max_request_bytes: raw.quotas.max_request_bytes,
+                    max_partitions: raw.quotas.max_partitions,
+                    max_compacted_partitions: raw.quotas.max_compacted_partitions,
                 };
                 if let Err(e) = q.validate() {
                     return invalid(format!("quotas: {e}"));

@@ -177,6 +177,8 @@ fn access_for(
         max_connections: limits.max_connections,
         max_message_bytes: limits.max_message_bytes,
         max_request_bytes: limits.max_request_bytes,
+        max_partitions: limits.max_partitions,
+        max_compacted_partitions: limits.max_compacted_partitions,
     };
     Ok((Arc::new(grants), quotas.tenant(principal.tenant.as_str(), &overrides)))
 }

@@ -188,6 +188,17 @@ impl Gateway {
         });
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
         tasks.spawn(forget_idle_partitions(quotas, cancel.child_token()));
+        // What each tenant holds, for its partition limits.
+        crate::tenant::inventory::spawn(
+            crate::kclient::PoolAccess {
+                bootstrap: shared.config.pool_bootstrap.clone(),
+                connect_timeout: shared.config.connect_timeout,
+                call_timeout: Duration::from_secs(10),
+                client_id: "sluice-inventory",
+            },
+            shared.config.metadata_refresh,
+            cancel.child_token(),
+        );
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
         started.disarm();

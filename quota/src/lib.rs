@@ -67,12 +67,17 @@ pub struct QuotaConfig {
     pub max_message_bytes: u64,
     /// Largest request.
     pub max_request_bytes: u64,
+    /// Partitions the tenant may hold.
+    pub max_partitions: u64,
+    /// Of which compacted.
+    pub max_compacted_partitions: u64,
 }
 
 impl Default for QuotaConfig {
     /// MSK Serverless's: 200/400 MiB/s per tenant, 5/10 MiB/s per partition, 250
     /// partition mutations per 5 minutes, 15 000 requests/s, 100 new connections/s, 3000
-    /// connections, 8 MiB messages, 100 MiB requests.
+    /// connections, 8 MiB messages, 100 MiB requests, 2400 partitions of which 120
+    /// compacted.
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
         Self {
@@ -86,6 +91,8 @@ impl Default for QuotaConfig {
             max_connections: 3000,
             max_message_bytes: 8 * MIB,
             max_request_bytes: 100 * MIB,
+            max_partitions: 2400,
+            max_compacted_partitions: 120,
         }
     }
 }
@@ -113,6 +120,10 @@ pub struct QuotaOverrides {
     pub max_message_bytes: Option<u64>,
     /// Overrides [`QuotaConfig::max_request_bytes`].
     pub max_request_bytes: Option<u64>,
+    /// Overrides [`QuotaConfig::max_partitions`].
+    pub max_partitions: Option<u64>,
+    /// Overrides [`QuotaConfig::max_compacted_partitions`].
+    pub max_compacted_partitions: Option<u64>,
 }
 
 impl QuotaConfig {
@@ -129,6 +140,8 @@ impl QuotaConfig {
             max_connections: o.max_connections.unwrap_or(self.max_connections),
             max_message_bytes: o.max_message_bytes.unwrap_or(self.max_message_bytes),
             max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
+            max_partitions: o.max_partitions.unwrap_or(self.max_partitions),
+            max_compacted_partitions: o.max_compacted_partitions.unwrap_or(self.max_compacted_partitions),
         }
     }
 
@@ -151,6 +164,8 @@ impl QuotaConfig {
             ("max_connections", self.max_connections),
             ("max_message_bytes", self.max_message_bytes),
             ("max_request_bytes", self.max_request_bytes),
+            ("max_partitions", self.max_partitions),
+            ("max_compacted_partitions", self.max_compacted_partitions),
         ] {
             if count == 0 || u32::try_from(count).is_err() {
                 return Err(QuotaError::Count { name, value: count });

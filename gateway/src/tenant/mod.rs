@@ -25,6 +25,7 @@
 mod cluster;
 mod data;
 mod groups;
+pub mod inventory;
 mod topics;
 mod txn;
 
@@ -183,6 +184,8 @@ pub struct Denied {
     pub all_topics: bool,
     /// Quota throttle time (ms) the request earned, for the response's `throttle_time_ms`.
     pub throttle_ms: i32,
+    /// CreateTopics/CreatePartitions with `validate_only`: nothing is created.
+    pub validate_only: bool,
 }
 
 /// A config resource answered by the gateway.

@@ -97,6 +97,30 @@ fn mutation(ctx: &mut Ctx<'_>, partitions: i32, throttling_known: bool) -> Resul
     }
 }
 
+/// Whether the tenant may add `adding` partitions (`compacted_adding` of them compacted)
+/// to what it holds, or the POLICY_VIOLATION message naming the limit.
+fn partition_room(ctx: &Ctx<'_>, adding: u64, compacted: bool, compacted_adding: u64) -> Result<(), String> {
+    let inv = super::inventory::inventory();
+    if !inv.is_ready() {
+        return Ok(());
+    }
+    let limits = ctx.view.quota.config();
+    let held = inv.counts(ctx.ns().tenant().as_str());
+    if held.partitions + adding > limits.max_partitions {
+        return Err(format!(
+            "this tenant holds {} partitions; {} more would exceed its max_partitions ({})",
+            held.partitions, adding, limits.max_partitions
+        ));
+    }
+    if compacted && held.compacted_partitions + compacted_adding > limits.max_compacted_partitions {
+        return Err(format!(
+            "this tenant holds {} compacted partitions; {} more would exceed its max_compacted_partitions ({})",
+            held.compacted_partitions, compacted_adding, limits.max_compacted_partitions
+        ));
+    }
+    Ok(())
+}
+
 fn throttled_message(ctx: &Ctx<'_>) -> String {
     format!(
         "over this tenant's partition mutation rate ({} partition creations and deletions per 5 minutes)",
@@ -237,8 +261,10 @@ pub fn metadata_response(
 
 pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
     let mut r: CreateTopicsRequest = decode_request(req.api, req.version, body)?;
-    let mut denied = Denied::default();
+    let mut denied = Denied { validate_only: r.validate_only, ..Denied::default() };
     let mut kept = Vec::with_capacity(r.topics.len());
+    // Partitions (all, compacted) this request adds before the topic at hand.
+    let mut pending = (0u64, 0u64);
     'topics: for mut t in std::mem::take(&mut r.topics) {
         let mut refuse = |code: i16, message: String| {
             denied.topics.push(DeniedTopic {
@@ -279,6 +305,15 @@ pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
             }
         }
         t.configs = configs;
+        let compacted = t
+            .configs
+            .iter()
+            .any(|c| c.name.as_str() == "cleanup.policy" && c.value.as_ref().is_some_and(|v| v.contains("compact")));
+        let partitions = u64::try_from(t.num_partitions).unwrap_or(1).max(1);
+        if let Err(message) = partition_room(ctx, partitions + pending.0, compacted, partitions + pending.1) {
+            refuse(code::POLICY_VIOLATION, message);
+            continue;
+        }
         if let Err(ms) = mutation(ctx, t.num_partitions, req.version >= 6) {
             let message = throttled_message(ctx);
             refuse(code::THROTTLING_QUOTA_EXCEEDED, message);
@@ -288,6 +323,10 @@ pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
         // The pool's replication factor always applies (SPEC 7): -1 is "the broker default".
         t.replication_factor = -1;
         t.name = pool;
+        pending.0 += partitions;
+        if compacted {
+            pending.1 += partitions;
+        }
         kept.push(t);
     }
     r.topics = kept;
@@ -316,6 +355,15 @@ pub fn create_topics_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body:
     let mut resp: CreateTopicsResponse = decode_response(req.api, req.version, &body)?;
     for t in &resp.topics {
         ctx.ids.learn(t.topic_id, &t.name);
+        if t.error_code == code::NONE && !denied.validate_only && ctx.ns().owns(t.name.0.as_str()) {
+            let compacted = t.configs.as_ref().and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.name.as_str() == "cleanup.policy")
+                    .map(|c| c.value.as_ref().is_some_and(|v| v.contains("compact")))
+            });
+            let partitions = u64::try_from(t.num_partitions).unwrap_or(1).max(1);
+            super::inventory::inventory().record(t.name.0.as_str(), partitions, compacted);
+        }
     }
     names_out(ctx, &mut resp.topics, |t| &mut t.name);
     for t in &mut resp.topics {
@@ -412,6 +460,9 @@ pub fn delete_topics_response(ctx: &mut Ctx<'_>, req: Req, denied: Denied, body:
         t.error_message = ctx.scrub(&t.error_message);
         if t.error_code == code::NONE {
             ctx.ids.forget(t.topic_id);
+            if let Some(name) = &t.name {
+                super::inventory::inventory().forget(&format!("{}{}", ctx.ns().prefix(), name.0.as_str()));
+            }
         }
         true
     });
@@ -439,9 +490,23 @@ pub fn create_partitions(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Ad
         }
         match resolve_topic(ctx, false, &t.name, Uuid::nil(), Action::AlterTopic) {
             Ok((_, pool)) => {
-                // The new total stands in for the partitions added (the gateway does
-                // not know the current count here), so this errs on the strict side.
-                if let Err(ms) = mutation(ctx, t.count, req.version >= 3) {
+                // Partitions added: the new total minus what the pool holds (the new
+                // total itself when the inventory does not know the topic yet).
+                let current = super::inventory::inventory().topic(pool.0.as_str());
+                let count = u64::try_from(t.count).unwrap_or(0);
+                let adding = current.map_or(count, |c| count.saturating_sub(c.partitions));
+                let compacted = current.is_some_and(|c| c.compacted);
+                if let Err(message) = partition_room(ctx, adding, compacted, adding) {
+                    denied.topics.push(DeniedTopic {
+                        name: t.name.clone(),
+                        id: Uuid::nil(),
+                        partitions: Vec::new(),
+                        code: code::POLICY_VIOLATION,
+                        message: Some(message),
+                    });
+                    continue;
+                }
+                if let Err(ms) = mutation(ctx, i32::try_from(adding).unwrap_or(i32::MAX), req.version >= 3) {
                     denied.topics.push(DeniedTopic {
                         name: t.name.clone(),
                         id: Uuid::nil(),

@@ -22,7 +22,9 @@ pub struct PlanLimits {
     /// leader and replica counts.
     pub imbalance_threshold: f64,
     /// Each load-balancing step must lower the higher of its two brokers' loads by at least
-    /// this fraction of the mean broker load, e.g. 0.002: no churn for crumbs.
+    /// this fraction of the mean broker load, e.g. 0.002: no churn for crumbs. The other part
+    /// of the hysteresis is the band `[mean / imbalance_threshold, mean × imbalance_threshold]`
+    /// that steps must respect (see the crate docs).
     pub min_improvement: f64,
 }
 

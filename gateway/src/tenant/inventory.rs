@@ -124,7 +124,7 @@ impl Inventory {
 
     async fn poll(&self, conn: &mut KafkaConn) -> Result<(), KafkaError> {
         let md: MetadataResponse =
-            conn.call(ApiKey::Metadata, METADATA_VERSION, &MetadataRequest::default(), Duration::ZERO).await?;
+            conn.call(ApiKey::Metadata, METADATA_VERSION, &MetadataRequest::default().with_topics(None), Duration::ZERO).await?;
         let mut seen = HashSet::new();
         let mut unknown_compaction = Vec::new();
         for t in &md.topics {

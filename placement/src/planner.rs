@@ -490,6 +490,9 @@ impl<'a> Work<'a> {
                 });
             let Some(h) = worst else { return };
             let now = self.overflow(h, 0.0, 0.0);
+            // Coldest first, so relieving capacity disturbs the load balance least.
+            let mut coldest: Vec<usize> = self.eligible_brokers().collect();
+            coldest.sort_by(|&a, &b| self.load(a).total_cmp(&self.load(b)).then(a.cmp(&b)));
             // Best leader change, then best move; a target must stay within its capacity.
             let mut best_leader: Option<(f64, usize, usize)> = None;
             let mut best_move: Option<(f64, usize, usize)> = None;
@@ -514,7 +517,7 @@ impl<'a> Work<'a> {
                 let size = self.state.partitions[p].size_bytes;
                 if budget.fits(size, false) {
                     let div = self.diversity(&self.replicas[p]);
-                    for t in self.eligible_brokers() {
+                    for &t in &coldest {
                         if self.replicas[p].contains(&t) || !self.fits_capacity(t, ci, co) {
                             continue;
                         }
@@ -1087,6 +1090,8 @@ mod tests {
         assert!(before > 2.0, "the setup is skewed: {before}");
         let (end, _) = converge(&state, &PlanLimits::default());
         let after = imbalance(&end);
+        // 4.37 -> 1.44: twelve partitions carry 96% of the load, and the band stops short of a
+        // swap (see the crate docs on lumpy pools).
         assert!(after < 1.5, "imbalance {before} -> {after}");
         let hot_leaders: std::collections::HashSet<i32> = end
             .partitions
@@ -1095,6 +1100,36 @@ mod tests {
             .map(|p| p.leader)
             .collect();
         assert!(hot_leaders.len() >= 4, "hot leaders on {hot_leaders:?}");
+    }
+
+    #[test]
+    fn an_added_broker_fills_up() {
+        let mut brokers: Vec<Broker> = (1..=6)
+            .map(|i| broker(i, ["a", "b", "c"][(i as usize - 1) % 3]))
+            .collect();
+        let partitions: Vec<Partition> = (0..60)
+            .map(|i| {
+                let l = (i % 6) + 1;
+                part("t", i, "x", &[l, (l % 6) + 1, ((l + 1) % 6) + 1], 10.0)
+            })
+            .collect();
+        brokers.push(broker(7, "a"));
+        let state = ClusterState {
+            brokers,
+            partitions,
+        };
+        // 7 brokers, one empty: max / mean is only 7/6, but the empty one is far below the mean.
+        assert!(imbalance(&state) < 1.2);
+        let (end, plans) = converge(&state, &PlanLimits::default());
+        assert!(!plans.is_empty());
+        let loads = crate::broker_loads(&end);
+        let mean = loads.values().map(|l| l.0 + l.1).sum::<f64>() / 7.0;
+        let new = loads[&7].0 + loads[&7].1;
+        assert!(new >= mean / 1.1, "broker 7 at {new}, mean {mean}");
+        assert!(end
+            .partitions
+            .iter()
+            .all(|p| rack_diversity(&end, &p.replicas) == 3));
     }
 
     #[test]

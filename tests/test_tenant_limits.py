@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from tenant_env import Tenant, new_tenant_id, pool_topics, tenant_gateway, _wait_admitted  # noqa: F401
 from conftest import POOL_BOOTSTRAP
+from jvm import java_helpers, run_java  # noqa: F401 (java_helpers is a fixture)
 from tenants import allow_all_doc, put_tenant
 from test_sasl import RawClient, plain_msg
 
@@ -155,3 +156,23 @@ def test_connection_limit(tenant_gateway):
     assert e4 == 0, text
     again.close()
     second.close()
+
+
+def test_partition_mutation_rate(tenant_gateway, java_helpers):
+    """KIP-599: over its partition creations+deletions budget, a tenant's CreateTopics
+    (v6+) answers THROTTLING_QUOTA_EXCEEDED with a throttle time, and nothing is created.
+    The Java admin client is told not to retry, so the refusal is seen as it comes."""
+    t = limited_tenant(tenant_gateway, partition_mutations_per_5min=4)
+    names = ["m1", "m2", "m3"]
+    _, lines = run_java(java_helpers, "AdminCheck", "create-once", "--bootstrap", t.bootstrap,
+                        "--topics", ",".join(names), "--partitions", 2, *t.java_props())
+    created = [l.split()[1] for l in lines if l.startswith("created ")]
+    refused = [l for l in lines if l.startswith("refused ")]
+    # 2 + 2 partitions fit the budget of 4; the third topic does not.
+    assert created == ["m1", "m2"], lines
+    assert len(refused) == 1 and "ThrottlingQuotaExceededException" in refused[0], lines
+    throttle_ms = int(refused[0].split("throttle_ms=")[1].split()[0])
+    # One mutation comes back every 75 s; two are needed.
+    assert 60_000 <= throttle_ms <= 150_000, refused
+    assert "partition mutation rate" in refused[0], refused
+    assert pool_topics(t.prefix) == {"m1", "m2"}

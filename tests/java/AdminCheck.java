@@ -168,6 +168,25 @@ public class AdminCheck {
                     }
                     break;
                 }
+                case "create-once": {
+                    // One CreateTopics per topic, without the admin client's retries on
+                    // THROTTLING_QUOTA_EXCEEDED (KIP-599), so a refusal is seen as it comes.
+                    int partitions = Integer.parseInt(a.get("partitions"));
+                    var opts = new org.apache.kafka.clients.admin.CreateTopicsOptions().retryOnQuotaViolation(false);
+                    for (String name : a.get("topics").split(",")) {
+                        var t = new org.apache.kafka.clients.admin.NewTopic(name, Optional.of(partitions), Optional.empty());
+                        try {
+                            admin.createTopics(List.of(t), opts).all().get(T, TimeUnit.SECONDS);
+                            Out.line("created " + name);
+                        } catch (Exception e) {
+                            Throwable c = e.getCause() == null ? e : e.getCause();
+                            String extra = c instanceof org.apache.kafka.common.errors.ThrottlingQuotaExceededException q
+                                    ? " throttle_ms=" + q.throttleTimeMs() : "";
+                            Out.line("refused " + name + " " + c.getClass().getSimpleName() + extra + " " + c.getMessage());
+                        }
+                    }
+                    break;
+                }
                 default:
                     throw new IllegalArgumentException("unknown command " + cmd);
             }

@@ -589,7 +589,15 @@ async fn try_coordinator(c: &mut Client, key: &str, key_type: i8) -> Result<i32,
     }
 }
 
+/// Set when A's setup starts. `get_or_init` runs one setup at a time and re-runs it only
+/// after a failed one, which would find A half made: fail with a pointer to the first.
+static A_SETUP_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn make_a_state() -> AState {
+    assert!(
+        !A_SETUP_STARTED.swap(true, std::sync::atomic::Ordering::SeqCst),
+        "tenant A's setup failed in an earlier test; its failure is the one to read"
+    );
     let env = env();
     let mut a = env.client(&env.a, "alice", None).await;
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
@@ -658,14 +666,28 @@ async fn make_a_state() -> AState {
                     .collect(),
             ),
         ]);
-    let resp: OffsetCommitResponse = coord.call(ApiKey::OffsetCommit, 8, &commit).await;
-    for p in &resp.topics[0].partitions {
-        assert_eq!(p.error_code, 0, "A commits: {resp:?}");
+    // On a fresh pool the offsets topic is still being created and its leaders move:
+    // retry on COORDINATOR_LOAD_IN_PROGRESS / NOT_AVAILABLE / NOT_COORDINATOR.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp: OffsetCommitResponse = coord.call(ApiKey::OffsetCommit, 8, &commit).await;
+        let codes: Vec<i16> = resp.topics[0].partitions.iter().map(|p| p.error_code).collect();
+        if codes.iter().all(|c| *c == 0) {
+            break;
+        }
+        assert!(
+            codes.iter().all(|c| matches!(c, 14..=16)) && Instant::now() < deadline,
+            "A commits: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let node = coordinator(&mut a, A_GROUP, 0).await;
+        coord = env.client(&env.a, "alice", Some(node)).await;
     }
 
     // An open transaction with one record in it.
     let node = coordinator(&mut a, A_TXN, 1).await;
     let mut tc = env.client(&env.a, "alice", Some(node)).await;
+    let mut tc_node = node;
     let init = InitProducerIdRequest::default()
         .with_transactional_id(Some(txid(A_TXN)))
         .with_transaction_timeout_ms(600_000)
@@ -679,6 +701,12 @@ async fn make_a_state() -> AState {
         }
         assert!(Instant::now() < deadline, "A InitProducerId: {resp:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // The transaction coordinator may have moved (fresh pool).
+        let node = coordinator(&mut a, A_TXN, 1).await;
+        if node != tc_node {
+            tc = env.client(&env.a, "alice", Some(node)).await;
+            tc_node = node;
+        }
     };
     let add = AddPartitionsToTxnRequest::default()
         .with_v3_and_below_transactional_id(txid(A_TXN))

@@ -1425,24 +1425,43 @@ async fn old_metadata_versions_show_nothing_of_other_tenants() {
     assert!(matches!(resp.topics[0].error_code, 0 | 36), "{resp:?}");
     wait_metadata(&mut b, &["b-old"]).await;
     for v in [1i16, 2, 3] {
-        let mut bv = env.attacker(s, None).await;
-        let resp: MetadataResponse = bv.call(ApiKey::Metadata, v, &MetadataRequest::default().with_topics(None)).await;
-        let names: Vec<_> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
-        assert!(
-            names.contains(&"b-old".to_owned()) && names.iter().all(|n| !n.contains('.')),
-            "B's Metadata v{v}: {names:?}"
-        );
+        // A fresh connection may reach a broker whose metadata cache has not seen
+        // b-old yet (propagation is eventual): retry for it, but every answer must
+        // be free of other tenants' names.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut bv = env.attacker(s, None).await;
+            let resp: MetadataResponse =
+                bv.call(ApiKey::Metadata, v, &MetadataRequest::default().with_topics(None)).await;
+            let names: Vec<_> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+            assert!(names.iter().all(|n| !n.contains('.')), "B's Metadata v{v}: {names:?}");
+            if names.contains(&"b-old".to_owned()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "B's Metadata v{v} never showed b-old: {names:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-    let mut bv = env.attacker(s, None).await;
     let a_name = env.pool_prefix_a() + A_DATA;
     let req = MetadataRequest::default().with_topics(Some(vec![
         metadata_request::MetadataRequestTopic::default().with_name(Some(tn("b-old"))),
         metadata_request::MetadataRequestTopic::default().with_name(Some(tn(&a_name))),
     ]));
-    let resp: MetadataResponse = bv.echo(&[&a_name]).call(ApiKey::Metadata, 0, &req).await;
-    for t in &resp.topics {
-        let own = t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-old");
-        assert_eq!(t.error_code == 0, own, "B's Metadata v0: {t:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut bv = env.attacker(s, None).await;
+        let resp: MetadataResponse = bv.echo(&[&a_name]).call(ApiKey::Metadata, 0, &req).await;
+        let mut own_seen = false;
+        for t in &resp.topics {
+            let own = t.name.as_ref().is_some_and(|n| n.0.as_str() == "b-old");
+            assert!(own || t.error_code != 0, "B's Metadata v0 answered A's topic: {t:?}");
+            own_seen |= own && t.error_code == 0;
+        }
+        if own_seen {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's Metadata v0 never showed b-old: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

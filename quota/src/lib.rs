@@ -215,10 +215,10 @@ fn quota(rate: u64) -> Result<(Quota, NonZeroU32), QuotaError> {
 /// The limiters of one tenant.
 pub struct TenantQuota {
     config: QuotaConfig,
-    write: DefaultDirectRateLimiter,
-    read: DefaultDirectRateLimiter,
-    partition_write: DefaultKeyedRateLimiter<PartitionKey>,
-    partition_read: DefaultKeyedRateLimiter<PartitionKey>,
+    write: Arc<DefaultDirectRateLimiter>,
+    read: Arc<DefaultDirectRateLimiter>,
+    partition_write: Arc<DefaultKeyedRateLimiter<PartitionKey>>,
+    partition_read: Arc<DefaultKeyedRateLimiter<PartitionKey>>,
     /// Largest chunk each limiter can take at once (its burst).
     bursts: [NonZeroU32; 4],
     mutations: DefaultDirectRateLimiter,
@@ -278,10 +278,10 @@ impl TenantQuota {
         let (pr, pr_b) = quota(config.partition_read)?;
         Ok(Self {
             config,
-            write: DefaultDirectRateLimiter::direct(tw),
-            read: DefaultDirectRateLimiter::direct(tr),
-            partition_write: DefaultKeyedRateLimiter::dashmap(pw),
-            partition_read: DefaultKeyedRateLimiter::dashmap(pr),
+            write: Arc::new(DefaultDirectRateLimiter::direct(tw)),
+            read: Arc::new(DefaultDirectRateLimiter::direct(tr)),
+            partition_write: Arc::new(DefaultKeyedRateLimiter::dashmap(pw)),
+            partition_read: Arc::new(DefaultKeyedRateLimiter::dashmap(pr)),
             bursts: [tw_b, tr_b, pw_b, pr_b],
             mutations: count_limiter(config.partition_mutations_per_5min, Duration::from_secs(300))?,
             requests: count_limiter(config.request_rate, Duration::from_secs(1))?,
@@ -313,32 +313,13 @@ impl TenantQuota {
         &self.config
     }
 
-    /// Takes up to `n` cells now. Returns the cells left owing and the wait before the
-    /// first owed cell could be taken.
-    fn take(&self, which: Which, key: Option<&PartitionKey>, n: u64) -> (u64, Duration) {
-        let burst = u64::from(self.bursts[which.index()].get());
-        let first = n.min(burst);
-        let Some(first_nz) = u32::try_from(first).ok().and_then(NonZeroU32::new) else {
-            return (0, Duration::ZERO);
-        };
-        let clock = DefaultClock::default();
-        let outcome = match (which, key) {
-            (Which::Tenant(Direction::Write), _) => self.write.check_n(first_nz),
-            (Which::Tenant(Direction::Read), _) => self.read.check_n(first_nz),
-            (Which::Partition(Direction::Write), Some(k)) => self.partition_write.check_key_n(k, first_nz),
-            (Which::Partition(Direction::Read), Some(k)) => self.partition_read.check_key_n(k, first_nz),
-            (Which::Partition(_), None) => return (0, Duration::ZERO),
-        };
-        let rate = u64::from(self.bursts[which.index()].get()); // cells per second
-        let rest = n - first;
-        // What the rest will take at the limiter's rate once the first chunk is through.
-        let rest_time = Duration::from_nanos(rest.saturating_mul(1_000_000_000) / rate.max(1));
-        match outcome {
-            Ok(Ok(_)) => (rest, if rest > 0 { rest_time } else { Duration::ZERO }),
-            Ok(Err(not_until)) => (n, not_until.wait_time_from(clock.now()) + rest_time),
-            // Cannot happen (first <= burst); owe it all rather than fail the client.
-            Err(_) => (n, rest_time),
-        }
+    fn limiter(&self, which: Which, key: Option<&PartitionKey>) -> Option<Owed> {
+        Some(match which {
+            Which::Tenant(Direction::Write) => Owed::Direct(self.write.clone()),
+            Which::Tenant(Direction::Read) => Owed::Direct(self.read.clone()),
+            Which::Partition(Direction::Write) => Owed::Keyed(self.partition_write.clone(), key?.clone()),
+            Which::Partition(Direction::Read) => Owed::Keyed(self.partition_read.clone(), key?.clone()),
+        })
     }
 
     /// Charges `parts` (partition, bytes) in `direction` against the partitions' and the
@@ -352,12 +333,16 @@ impl TenantQuota {
                 continue;
             }
             total += bytes;
-            let (owed, wait) = self.take(Which::Partition(direction), Some(&key), cells(bytes));
-            charge.add(wait, owed, Debt { quota: self.clone(), which: Which::Partition(direction), key: Some(key) });
+            let which = Which::Partition(direction);
+            if let Some(to) = self.limiter(which, Some(&key)) {
+                charge.take(to, self.bursts[which.index()], cells(bytes));
+            }
         }
         if total > 0 {
-            let (owed, wait) = self.take(Which::Tenant(direction), None, cells(total));
-            charge.add(wait, owed, Debt { quota: self.clone(), which: Which::Tenant(direction), key: None });
+            let which = Which::Tenant(direction);
+            if let Some(to) = self.limiter(which, None) {
+                charge.take(to, self.bursts[which.index()], cells(total));
+            }
         }
         charge
     }
@@ -384,11 +369,33 @@ impl TenantQuota {
     }
 }
 
-/// Cells still owed to one limiter.
+/// A limiter cells can be owed to.
+enum Owed {
+    Direct(Arc<DefaultDirectRateLimiter>),
+    Keyed(Arc<DefaultKeyedRateLimiter<PartitionKey>>, PartitionKey),
+}
+
+impl Owed {
+    fn check_n(&self, n: NonZeroU32) -> Result<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>, governor::InsufficientCapacity> {
+        match self {
+            Owed::Direct(l) => l.check_n(n),
+            Owed::Keyed(l, k) => l.check_key_n(k, n),
+        }
+    }
+
+    async fn until_n_ready(&self, n: NonZeroU32) {
+        // `n` never exceeds the burst, so InsufficientCapacity cannot happen.
+        let _ = match self {
+            Owed::Direct(l) => l.until_n_ready(n).await,
+            Owed::Keyed(l, k) => l.until_key_n_ready(k, n).await,
+        };
+    }
+}
+
+/// Cells still owed to one limiter, taken at most `burst` at a time.
 struct Debt {
-    quota: Arc<TenantQuota>,
-    which: Which,
-    key: Option<PartitionKey>,
+    to: Owed,
+    burst: NonZeroU32,
 }
 
 /// The outcome of a charge: the throttle time to report and what is still owed.
@@ -411,10 +418,24 @@ impl Charge {
         Self { throttle: wait, debts: Vec::new() }
     }
 
-    fn add(&mut self, wait: Duration, owed: u64, debt: Debt) {
+    /// Takes up to `n` cells from `to` now; what is left is owed, and the wait before the
+    /// first owed cell could be taken (plus the rest at the limiter's rate) is the throttle.
+    fn take(&mut self, to: Owed, burst: NonZeroU32, n: u64) {
+        let burst_cells = u64::from(burst.get());
+        let first = n.min(burst_cells);
+        let Some(first_nz) = u32::try_from(first).ok().and_then(NonZeroU32::new) else { return };
+        let rest = n - first;
+        // The burst is one second of the rate, so it is also the rate in cells per second.
+        let rest_time = Duration::from_nanos(rest.saturating_mul(1_000_000_000) / burst_cells.max(1));
+        let (owed, wait) = match to.check_n(first_nz) {
+            Ok(Ok(_)) => (rest, if rest > 0 { rest_time } else { Duration::ZERO }),
+            Ok(Err(not_until)) => (n, not_until.wait_time_from(DefaultClock::default().now()) + rest_time),
+            // Cannot happen (first <= burst); owe it all rather than fail the client.
+            Err(_) => (n, rest_time),
+        };
         self.throttle = self.throttle.max(wait);
         if owed > 0 {
-            self.debts.push((debt, owed));
+            self.debts.push((Debt { to, burst }, owed));
         }
     }
 
@@ -446,19 +467,11 @@ impl Charge {
     pub async fn settle(self) {
         let started = tokio::time::Instant::now();
         for (debt, mut owed) in self.debts {
-            let q = &debt.quota;
-            let burst = u64::from(q.bursts[debt.which.index()].get());
+            let burst = u64::from(debt.burst.get());
             while owed > 0 {
                 let n = owed.min(burst);
                 let Some(nz) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { break };
-                // `n <= burst`, so these never fail with InsufficientCapacity.
-                let _ = match (debt.which, &debt.key) {
-                    (Which::Tenant(Direction::Write), _) => q.write.until_n_ready(nz).await,
-                    (Which::Tenant(Direction::Read), _) => q.read.until_n_ready(nz).await,
-                    (Which::Partition(Direction::Write), Some(k)) => q.partition_write.until_key_n_ready(k, nz).await,
-                    (Which::Partition(Direction::Read), Some(k)) => q.partition_read.until_key_n_ready(k, nz).await,
-                    (Which::Partition(_), None) => Ok(()),
-                };
+                debt.to.until_n_ready(nz).await;
                 owed -= n;
             }
         }
@@ -469,17 +482,101 @@ impl Charge {
     }
 }
 
+/// What a sub-quota limits (Kafka's client-quota keys, SPEC 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubKind {
+    /// `producer_byte_rate`, bytes/s.
+    Write,
+    /// `consumer_byte_rate`, bytes/s.
+    Read,
+    /// `request_percentage`: percent of the tenant's request rate.
+    Requests,
+    /// `controller_mutation_rate`: partitions created or deleted per second.
+    Mutations,
+    /// `connection_creation_rate`: new connections per second.
+    Connections,
+}
+
+/// One sub-quota limiter, shared by every connection of the same user and/or client id
+/// (as Kafka shares a client quota). Its rate never exceeds the tenant's own limit: the
+/// tenant's limiters apply as well, this one only narrows.
+pub struct SubQuota {
+    kind: SubKind,
+    /// Events (or KiB cells) per `window`, after capping at the tenant's limit.
+    count: u64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    burst: NonZeroU32,
+}
+
+impl std::fmt::Debug for SubQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubQuota").field("kind", &self.kind).field("count", &self.count).finish_non_exhaustive()
+    }
+}
+
+impl SubQuota {
+    /// The limiter for Kafka's `value` of `kind`, capped by the tenant's `ceiling`.
+    fn new(kind: SubKind, value: f64, ceiling: &QuotaConfig) -> Result<Self, QuotaError> {
+        let bad = || QuotaError::Rate { name: "client quota", rate: value.max(0.0) as u64 };
+        if !(value.is_finite() && value > 0.0) {
+            return Err(bad());
+        }
+        // (events per window, window) or KiB cells per second for byte rates.
+        let (count, window) = match kind {
+            SubKind::Write => ((value as u64).min(ceiling.tenant_write).max(CELL_BYTES) / CELL_BYTES, Duration::from_secs(1)),
+            SubKind::Read => ((value as u64).min(ceiling.tenant_read).max(CELL_BYTES) / CELL_BYTES, Duration::from_secs(1)),
+            SubKind::Requests => {
+                let share = value.min(100.0) / 100.0;
+                (((ceiling.request_rate as f64) * share).round().max(1.0) as u64, Duration::from_secs(1))
+            }
+            SubKind::Mutations => {
+                let per_5min = (value * 300.0).ceil().max(1.0) as u64;
+                (per_5min.min(ceiling.partition_mutations_per_5min), Duration::from_secs(300))
+            }
+            SubKind::Connections => ((value.ceil().max(1.0) as u64).min(ceiling.connection_rate), Duration::from_secs(1)),
+        };
+        let burst = u32::try_from(count).ok().and_then(NonZeroU32::new).ok_or_else(bad)?;
+        let limiter = count_limiter(count, window)?;
+        Ok(Self { kind, count, limiter: Arc::new(limiter), burst })
+    }
+
+    /// What this limits.
+    pub fn kind(&self) -> SubKind {
+        self.kind
+    }
+
+    /// Charges `bytes` (for [`SubKind::Write`] and [`SubKind::Read`]) like the tenant's
+    /// limiters: never refused, the rest owed and the wait reported.
+    pub fn charge(&self, bytes: u64) -> Charge {
+        let mut charge = Charge::default();
+        if bytes > 0 {
+            charge.take(Owed::Direct(self.limiter.clone()), self.burst, cells(bytes));
+        }
+        charge
+    }
+
+    /// `n` events (requests, partition mutations, connections): `Ok` or the wait before
+    /// they would be admitted. More than the whole budget is admitted when it is full.
+    pub fn check(&self, n: u64) -> Result<(), Duration> {
+        let n = n.clamp(1, self.count);
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { return Ok(()) };
+        admit(self.limiter.check_n(n))
+    }
+}
+
 /// Every tenant's limiters, built on first use and rebuilt when its rates change.
 pub struct Quotas {
     defaults: QuotaConfig,
     tenants: DashMap<String, Arc<TenantQuota>>,
+    /// Sub-quota limiters by (tenant, kind, group); dropped once no connection holds them.
+    subs: DashMap<(String, SubKind, String), Arc<SubQuota>>,
 }
 
 impl Quotas {
     /// Quotas with these defaults. Fails for defaults [`QuotaConfig::validate`] refuses.
     pub fn new(defaults: QuotaConfig) -> Result<Self, QuotaError> {
         defaults.validate()?;
-        Ok(Self { defaults, tenants: DashMap::new() })
+        Ok(Self { defaults, tenants: DashMap::new(), subs: DashMap::new() })
     }
 
     /// The defaults.
@@ -514,11 +611,30 @@ impl Quotas {
         Arc::new(TenantQuota::new(QuotaConfig::default()).unwrap_or_else(|_| unreachable!("default quotas are valid")))
     }
 
-    /// Forgets idle partitions of every tenant; call periodically.
+    /// The sub-quota limiter `group` of `tenant` shares for Kafka's `value` of `kind`,
+    /// capped by the tenant's limits (`ceiling`). The same limiter is returned while the
+    /// value and ceiling stay the same. `None` for a value that cannot be a rate (the
+    /// store refuses those).
+    pub fn sub(&self, tenant: &str, kind: SubKind, group: &str, value: f64, ceiling: &QuotaConfig) -> Option<Arc<SubQuota>> {
+        let fresh = SubQuota::new(kind, value, ceiling).ok()?;
+        let key = (tenant.to_owned(), kind, group.to_owned());
+        if let Some(q) = self.subs.get(&key) {
+            if q.count == fresh.count {
+                return Some(q.clone());
+            }
+        }
+        let fresh = Arc::new(fresh);
+        self.subs.insert(key, fresh.clone());
+        Some(fresh)
+    }
+
+    /// Forgets idle partitions of every tenant and sub-quotas no connection holds; call
+    /// periodically.
     pub fn retain_recent(&self) {
         for q in self.tenants.iter() {
             q.retain_recent();
         }
+        self.subs.retain(|_, q| Arc::strong_count(q) > 1);
     }
 }
 
@@ -642,6 +758,38 @@ mod tests {
         // Invalid overrides fall back to the defaults rather than failing a connection.
         let bad = quotas.tenant("acme", &QuotaOverrides { tenant_write: Some(1), ..Default::default() });
         assert_eq!(bad.config(), &small());
+    }
+
+    #[test]
+    fn sub_quotas_narrow_within_the_tenant_ceiling() {
+        let quotas = Quotas::new(small()).unwrap();
+        let ceiling = small();
+        // 256 KiB/s for one client: the burst passes, the next 256 KiB owes ~1 s.
+        let w = quotas.sub("acme", SubKind::Write, "c=app", 256.0 * KIB as f64, &ceiling).unwrap();
+        assert!(w.charge(256 * KIB).is_free());
+        let ms = w.charge(256 * KIB).throttle_ms();
+        assert!((900..=1100).contains(&ms), "throttle {ms} ms");
+        // The same group gets the same limiter; another group its own.
+        let same = quotas.sub("acme", SubKind::Write, "c=app", 256.0 * KIB as f64, &ceiling).unwrap();
+        assert!(Arc::ptr_eq(&w, &same));
+        let other = quotas.sub("acme", SubKind::Write, "c=other", 256.0 * KIB as f64, &ceiling).unwrap();
+        assert!(other.charge(256 * KIB).is_free());
+        // Above the tenant's ceiling it is capped at the ceiling (8 MiB/s here).
+        let big = quotas.sub("acme", SubKind::Write, "c=big", 1e12, &ceiling).unwrap();
+        assert_eq!(big.count, 8 * 1024);
+        // 40% of 5 requests/s = 2/s.
+        let r = quotas.sub("acme", SubKind::Requests, "u=alice", 40.0, &ceiling).unwrap();
+        assert!(r.check(1).is_ok() && r.check(1).is_ok());
+        assert!(r.check(1).is_err());
+        // 0.01 mutations/s = 3 per 5 min.
+        let m = quotas.sub("acme", SubKind::Mutations, "u=alice", 0.01, &ceiling).unwrap();
+        assert!(m.check(3).is_ok());
+        assert!(m.check(1).is_err());
+        assert!(quotas.sub("acme", SubKind::Connections, "u=alice", f64::NAN, &ceiling).is_none());
+        // Limiters nobody holds are forgotten.
+        drop((w, same, other, big, r, m));
+        quotas.retain_recent();
+        assert!(quotas.subs.is_empty());
     }
 
     #[test]

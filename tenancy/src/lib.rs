@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod authenticator;
+pub mod client_quota;
 mod config;
 mod error;
 mod jwks;

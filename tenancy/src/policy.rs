@@ -35,8 +35,9 @@ pub const ACTION_PREFIX: &str = "kafka-cluster:";
 
 // === Actions and resource kinds ===
 
-/// A `kafka-cluster:` action of MSK Serverless (the cluster-wide Alter*/Describe*Cluster*
-/// configuration actions do not exist there, so they do not exist here).
+/// A `kafka-cluster:` action of MSK Serverless, plus MSK's
+/// `Describe/AlterClusterDynamicConfiguration`, which here cover only the tenant's own
+/// client quotas (Kafka checks DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster for them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// Open a connection (cluster).
@@ -71,11 +72,15 @@ pub enum Action {
     DescribeTransactionalId,
     /// WRITE a transactional id.
     AlterTransactionalId,
+    /// DESCRIBE_CONFIGS on the cluster: the tenant's client quotas.
+    DescribeClusterDynamicConfiguration,
+    /// ALTER_CONFIGS on the cluster: the tenant's client quotas.
+    AlterClusterDynamicConfiguration,
 }
 
 impl Action {
     /// Every action, in declaration order (`ALL[a.index()] == a`).
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::Connect,
         Action::DescribeCluster,
         Action::WriteDataIdempotently,
@@ -92,6 +97,8 @@ impl Action {
         Action::DeleteGroup,
         Action::DescribeTransactionalId,
         Action::AlterTransactionalId,
+        Action::DescribeClusterDynamicConfiguration,
+        Action::AlterClusterDynamicConfiguration,
     ];
 
     /// The full IAM name, e.g. `kafka-cluster:WriteData`.
@@ -117,6 +124,8 @@ impl Action {
             Action::DeleteGroup => "kafka-cluster:DeleteGroup",
             Action::DescribeTransactionalId => "kafka-cluster:DescribeTransactionalId",
             Action::AlterTransactionalId => "kafka-cluster:AlterTransactionalId",
+            Action::DescribeClusterDynamicConfiguration => "kafka-cluster:DescribeClusterDynamicConfiguration",
+            Action::AlterClusterDynamicConfiguration => "kafka-cluster:AlterClusterDynamicConfiguration",
         }
     }
 
@@ -128,7 +137,11 @@ impl Action {
     /// The kind of resource the action applies to (the ARN type it is checked against).
     pub fn resource_kind(self) -> ResourceKind {
         match self {
-            Action::Connect | Action::DescribeCluster | Action::WriteDataIdempotently => {
+            Action::Connect
+            | Action::DescribeCluster
+            | Action::WriteDataIdempotently
+            | Action::DescribeClusterDynamicConfiguration
+            | Action::AlterClusterDynamicConfiguration => {
                 ResourceKind::Cluster
             }
             Action::CreateTopic
@@ -322,7 +335,7 @@ pub struct Statement {
     /// Bit `a.index()` set when some action pattern matches `a`; derived from `actions` at
     /// validation so compiling grants does not re-glob.
     #[serde(skip)]
-    action_mask: u16,
+    action_mask: u32,
 }
 
 impl Statement {
@@ -548,7 +561,7 @@ fn parse_statement(path: &str, s: &Map<String, Value>) -> Result<Statement, Poli
         }
     };
     let actions = string_list(path, "Action", s.get("Action"))?;
-    let mut action_mask = 0u16;
+    let mut action_mask = 0u32;
     for (i, a) in actions.iter().enumerate() {
         let mask = action_pattern_mask(a).map_err(|hint| PolicyError::UnknownAction {
             path: element_path(path, "Action", i, s.get("Action")),
@@ -621,7 +634,7 @@ const UNSUPPORTED_ACTIONS: [&str; 3] = [
 
 /// The set of actions an action pattern matches, as a bit mask over [`Action::index`]; the error
 /// is a hint for the message.
-fn action_pattern_mask(pattern: &str) -> Result<u16, &'static str> {
+fn action_pattern_mask(pattern: &str) -> Result<u32, &'static str> {
     let prefix_ok = pattern
         .get(..ACTION_PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(ACTION_PREFIX));
@@ -629,7 +642,7 @@ fn action_pattern_mask(pattern: &str) -> Result<u16, &'static str> {
         return Err("; actions are kafka-cluster:<name>, e.g. kafka-cluster:WriteData");
     }
     let glob = Glob::new(&pattern[ACTION_PREFIX.len()..].to_lowercase());
-    let mut mask = 0u16;
+    let mut mask = 0u32;
     for a in Action::ALL {
         if glob.matches(&a.short_name().to_ascii_lowercase()) {
             mask |= 1 << a.index();
@@ -848,12 +861,12 @@ impl ActionRules {
 /// A set of documents compiled for one tenant: the rules per action.
 #[derive(Debug, Clone)]
 struct Compiled {
-    by_action: [ActionRules; 16],
+    by_action: [ActionRules; Action::ALL.len()],
 }
 
 impl Compiled {
     fn new(tenant: &TenantId, docs: &[&PolicyDocument]) -> Compiled {
-        let mut by_action: [ActionRules; 16] = Default::default();
+        let mut by_action: [ActionRules; Action::ALL.len()] = Default::default();
         // Prefix states depend only on (resource pattern, kind), so compute them once per
         // pair rather than once per action.
         for doc in docs {
@@ -1066,7 +1079,7 @@ mod tests {
             mask_of("kafka-cluster:*Topic"),
             vec![CreateTopic, DescribeTopic, AlterTopic, DeleteTopic]
         );
-        assert_eq!(mask_of("kafka-cluster:*").len(), 16);
+        assert_eq!(mask_of("kafka-cluster:*").len(), 18);
         assert_eq!(mask_of("KAFKA-CLUSTER:writedata"), vec![WriteData]);
         assert_eq!(
             mask_of("kafka-cluster:WriteData*"),
@@ -1078,7 +1091,8 @@ mod tests {
                 AlterTopic,
                 AlterTopicDynamicConfiguration,
                 AlterGroup,
-                AlterTransactionalId
+                AlterTransactionalId,
+                AlterClusterDynamicConfiguration
             ]
         );
         assert_eq!(
@@ -1095,7 +1109,8 @@ mod tests {
                 DescribeTopic,
                 DescribeTopicDynamicConfiguration,
                 DescribeGroup,
-                DescribeTransactionalId
+                DescribeTransactionalId,
+                DescribeClusterDynamicConfiguration
             ]
         );
     }

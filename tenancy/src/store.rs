@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client_quota::{self, ClientQuota, ClientQuotaError};
 use crate::policy::PolicyDocument;
 use crate::TenantId;
 
@@ -125,6 +126,10 @@ pub struct TenantDoc {
     /// as before the field existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<String, OAuthClient>,
+    /// Sub-quotas per user and client id inside the tenant's limits (Kafka's client
+    /// quotas, set with AlterClientQuotas). Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_quotas: Vec<ClientQuota>,
 }
 
 /// A tenant document that is inconsistent, or a policy lookup that cannot be satisfied.
@@ -170,6 +175,9 @@ pub enum DocError {
         /// The client name.
         client: String,
     },
+    /// A client-quota entry is invalid.
+    #[error("client_quotas: {0}")]
+    ClientQuota(String),
     /// A token names a policy the tenant does not store.
     #[error("the token names policy {policy:?}, which tenant {tenant} does not have")]
     UnknownPolicy {
@@ -189,6 +197,7 @@ impl TenantDoc {
             policies: BTreeMap::new(),
             principals: BTreeMap::new(),
             clients: BTreeMap::new(),
+            client_quotas: Vec::new(),
         }
     }
 
@@ -221,6 +230,7 @@ impl TenantDoc {
                 return Err(DocError::UnknownClientPolicy { client: client(), policy: missing.clone() });
             }
         }
+        client_quota::validate_all(&self.client_quotas).map_err(|e: ClientQuotaError| DocError::ClientQuota(e.to_string()))?;
         Ok(())
     }
 
@@ -271,8 +281,16 @@ impl TenantDoc {
                         r.map_err(|e| format!("{field}.{name}: {e}"))?;
                     }
                 }
+                "client_quotas" => {
+                    let list = value.as_array().ok_or("client_quotas: expected an array of entries")?;
+                    for (i, entry) in list.iter().enumerate() {
+                        ClientQuota::deserialize(entry).map_err(|e| format!("client_quotas[{i}]: {e}"))?;
+                    }
+                }
                 other => {
-                    return Err(format!("unknown field {other:?}, expected one of id, limits, policies, principals, clients"))
+                    return Err(format!(
+                        "unknown field {other:?}, expected one of id, limits, policies, principals, clients, client_quotas"
+                    ))
                 }
             }
         }

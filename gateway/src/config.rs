@@ -34,6 +34,8 @@ struct RawConfig {
     store: StoreSettings,
     #[serde(default)]
     quotas: RawQuotas,
+    #[serde(default)]
+    placement: PlacementSettings,
 }
 
 /// `[quotas]`: the byte rates every tenant gets unless its document overrides them
@@ -291,6 +293,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// Default byte rates of every tenant (`[quotas]`).
     pub quotas: sluice_quota::QuotaConfig,
+    /// Placement and rebalancing (`[placement]`).
+    pub placement: PlacementSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -412,6 +416,12 @@ impl Config {
                 }
                 q
             },
+            placement: {
+                if let Err(e) = raw.placement.validate() {
+                    return invalid(e);
+                }
+                raw.placement
+            },
             store: {
                 if raw.store.topic.trim().is_empty() {
                     return invalid("store.topic is empty".into());
@@ -527,5 +537,92 @@ bootstrap = ["127.0.0.1:29091"]
         assert!(err.to_string().contains("max_frame_byts"), "{err}");
         let err = Config::parse(&BASE.replace("127.0.0.1:29091", "nohost"), "t").unwrap_err();
         assert!(err.to_string().contains("nohost"), "{err}");
+    }
+}
+
+/// `[placement]`: automatic partition placement and rebalancing (SPEC 8). See
+/// docs/operations.md for each knob.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacementSettings {
+    /// Run the background rebalancer (one gateway at a time holds its lease).
+    pub enabled: bool,
+    /// Give tenant CreateTopics / CreatePartitions explicit replica assignments.
+    pub place_new_partitions: bool,
+    /// Seconds between two rebalancer rounds (and load reports).
+    pub interval_secs: u64,
+    /// Plan only when the hottest broker is above mean × this (or the coldest below mean / this).
+    pub imbalance_threshold: f64,
+    /// Each load step must lower the higher broker load by this fraction of the mean.
+    pub min_improvement: f64,
+    /// Replica moves (reassignments) running at once.
+    pub max_concurrent_moves: usize,
+    /// Replica moves in one plan.
+    pub max_moves_per_plan: usize,
+    /// Bytes one plan may copy.
+    pub max_bytes_moved: u64,
+    /// Leadership changes in one plan.
+    pub max_leader_changes: usize,
+    /// Replication throttle (bytes/s per broker) while moves run; 0 = none.
+    pub throttle_bytes_per_sec: u64,
+    /// Brokers to empty (they receive nothing).
+    pub drain: Vec<i32>,
+    /// Network capacity per broker, bytes/s in and out; 0 = unknown (no capacity goal).
+    pub broker_capacity_in: f64,
+    pub broker_capacity_out: f64,
+    /// The compacted topic holding the lease, the applier's state and load reports.
+    pub topic: String,
+}
+
+impl Default for PlacementSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            place_new_partitions: true,
+            interval_secs: 60,
+            imbalance_threshold: 1.10,
+            min_improvement: 0.002,
+            max_concurrent_moves: 5,
+            max_moves_per_plan: 50,
+            max_bytes_moved: 50 << 30,
+            max_leader_changes: 500,
+            throttle_bytes_per_sec: 50 << 20,
+            drain: Vec::new(),
+            broker_capacity_in: 0.0,
+            broker_capacity_out: 0.0,
+            topic: "__sluice_placement".into(),
+        }
+    }
+}
+
+impl PlacementSettings {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.max(1))
+    }
+
+    /// Load reports older than this are ignored (a gateway that stopped reporting).
+    pub fn load_max_age(&self) -> Duration {
+        self.interval() * 3 + Duration::from_secs(30)
+    }
+
+    pub fn broker_capacity(&self) -> sluice_placement::Capacity {
+        let c = |v: f64| if v > 0.0 { v } else { f64::INFINITY };
+        sluice_placement::Capacity { bytes_in_per_sec: c(self.broker_capacity_in), bytes_out_per_sec: c(self.broker_capacity_out) }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.imbalance_threshold >= 1.0) {
+            return Err("placement.imbalance_threshold must be at least 1.0".into());
+        }
+        if !(self.min_improvement >= 0.0) {
+            return Err("placement.min_improvement must not be negative".into());
+        }
+        if self.max_concurrent_moves == 0 {
+            return Err("placement.max_concurrent_moves must be at least 1".into());
+        }
+        if self.topic.trim().is_empty() {
+            return Err("placement.topic is empty".into());
+        }
+        Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub mod clients;
 pub mod codec;
 pub mod issuer;
 pub mod kclient;
+pub mod load;
+pub mod placement;
 pub mod config;
 pub mod guard;
 pub mod connection;

@@ -199,6 +199,16 @@ impl Gateway {
             shared.config.metadata_refresh,
             cancel.child_token(),
         );
+        // Load sampling and reports; the rebalancer when [placement] enabled (one lease holder).
+        tasks.spawn(crate::placement::rebalancer::run(
+            crate::placement::Placement::new(
+                shared.config.pool_bootstrap.clone(),
+                shared.config.connect_timeout,
+                shared.config.placement.clone(),
+                crate::placement::rebalancer::gateway_id(),
+            ),
+            cancel.child_token(),
+        ));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
         started.disarm();

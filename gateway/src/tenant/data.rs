@@ -112,9 +112,13 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
                 }
                 t.partition_data = fits;
                 let key = tenant_name.0.into_bytes();
+                let load_topic = if by_id { super::topic_ids().pool_name(t.topic_id) } else { Some(pool.clone()) };
                 for p in &t.partition_data {
                     let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
                     written.push((key.clone(), p.index, bytes));
+                    if let Some(lt) = &load_topic {
+                        crate::load::registry().record_in(lt.0.as_str(), p.index, bytes); // placement load
+                    }
                 }
                 t.name = pool;
                 kept.push(t);
@@ -330,9 +334,13 @@ pub fn fetch_response(
             }
         }
         let key = tenant_name.0.clone().into_bytes();
+        let load_topic = if by_id { super::topic_ids().pool_name(t.topic_id) } else { Some(t.topic.clone()) };
         for p in &t.partitions {
             if let Some(records) = &p.records {
                 read.push((key.clone(), p.partition_index, records.len() as u64));
+                if let Some(lt) = &load_topic {
+                    crate::load::registry().record_out(lt.0.as_str(), p.partition_index, records.len() as u64); // placement load
+                }
             }
         }
         if !by_id {

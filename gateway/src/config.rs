@@ -567,6 +567,8 @@ pub struct PlacementSettings {
     pub throttle_bytes_per_sec: u64,
     /// Brokers to empty (they receive nothing).
     pub drain: Vec<i32>,
+    /// Plan only these tenants' topics (empty: every tenant topic).
+    pub tenants: Vec<String>,
     /// Network capacity per broker, bytes/s in and out; 0 = unknown (no capacity goal).
     pub broker_capacity_in: f64,
     pub broker_capacity_out: f64,
@@ -588,6 +590,7 @@ impl Default for PlacementSettings {
             max_leader_changes: 500,
             throttle_bytes_per_sec: 50 << 20,
             drain: Vec::new(),
+            tenants: Vec::new(),
             broker_capacity_in: 0.0,
             broker_capacity_out: 0.0,
             topic: "__sluice_placement".into(),

@@ -47,6 +47,65 @@ enum Command {
     /// Tenants in the pool's tenant store (the `__sluice_tenants` topic).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Partition placement: imbalance, dry-run plan, apply, progress, cancel (SPEC 8).
+    #[command(subcommand)]
+    Placement(PlacementCommand),
+}
+
+/// Where the pool is and how to plan.
+#[derive(clap::Args)]
+struct PlacementArgs {
+    /// The pool's brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, value_delimiter = ',', required = true)]
+    bootstrap: Vec<String>,
+    /// A gateway config whose [placement] section gives the defaults below.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Brokers to drain (they receive nothing and are emptied).
+    #[arg(long, value_delimiter = ',')]
+    drain: Vec<i32>,
+    /// Plan only these tenants' topics (default: every tenant topic).
+    #[arg(long, value_delimiter = ',')]
+    tenant: Vec<String>,
+    #[arg(long)]
+    imbalance_threshold: Option<f64>,
+    #[arg(long)]
+    max_moves: Option<usize>,
+    #[arg(long)]
+    max_concurrent_moves: Option<usize>,
+    #[arg(long)]
+    max_bytes_moved: Option<u64>,
+    #[arg(long)]
+    max_leader_changes: Option<usize>,
+    /// Replication throttle in bytes/s per broker while moves run (0: none).
+    #[arg(long)]
+    throttle: Option<u64>,
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum PlacementCommand {
+    /// Print the current imbalance and the plan that would run (nothing changes).
+    Plan {
+        #[command(flatten)]
+        args: PlacementArgs,
+    },
+    /// Plan and execute now, printing progress as JSON lines; Ctrl-C cancels.
+    Apply {
+        #[command(flatten)]
+        args: PlacementArgs,
+    },
+    /// Imbalance, the lease holder, the running plan and the reassignments in flight.
+    Status {
+        #[command(flatten)]
+        args: PlacementArgs,
+    },
+    /// Cancel the running plan's reassignments and remove its throttles.
+    Cancel {
+        #[command(flatten)]
+        args: PlacementArgs,
+    },
 }
 
 /// Where the tenant store lives.
@@ -174,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
     let store_command = match cli.command {
         Command::Tenant(tenant) => Some(StoreCommand::Tenant(tenant)),
         Command::Client(client) => Some(StoreCommand::Client(client)),
+        Command::Placement(placement) => Some(StoreCommand::Placement(placement)),
         other => {
             run(other).await?;
             None
@@ -192,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
         let result = match command {
             StoreCommand::Tenant(tenant) => tenant_command(tenant).await,
             StoreCommand::Client(client) => client_command(client).await,
+            StoreCommand::Placement(placement) => sluice_gateway::placement::cli::run(placement_parts(placement)?).await,
         };
         // One line naming the cause, without a backtrace: these are operator errors.
         if let Err(e) = result {
@@ -206,6 +267,52 @@ async fn main() -> anyhow::Result<()> {
 enum StoreCommand {
     Tenant(TenantCommand),
     Client(ClientCommand),
+    Placement(PlacementCommand),
+}
+
+/// The placement subcommand, its pool and its settings (config file, then flags).
+fn placement_parts(command: PlacementCommand) -> anyhow::Result<sluice_gateway::placement::cli::Request> {
+    use sluice_gateway::placement::cli::Action;
+    let (action, a) = match command {
+        PlacementCommand::Plan { args } => (Action::Plan, args),
+        PlacementCommand::Apply { args } => (Action::Apply, args),
+        PlacementCommand::Status { args } => (Action::Status, args),
+        PlacementCommand::Cancel { args } => (Action::Cancel, args),
+    };
+    let mut settings = match &a.config {
+        Some(path) => Config::load(path)?.placement,
+        None => Default::default(),
+    };
+    if !a.drain.is_empty() {
+        settings.drain = a.drain.clone();
+    }
+    if !a.tenant.is_empty() {
+        settings.tenants = a.tenant.clone();
+    }
+    if let Some(v) = a.imbalance_threshold {
+        settings.imbalance_threshold = v;
+    }
+    if let Some(v) = a.max_moves {
+        settings.max_moves_per_plan = v;
+    }
+    if let Some(v) = a.max_concurrent_moves {
+        settings.max_concurrent_moves = v.max(1);
+    }
+    if let Some(v) = a.max_bytes_moved {
+        settings.max_bytes_moved = v;
+    }
+    if let Some(v) = a.max_leader_changes {
+        settings.max_leader_changes = v;
+    }
+    if let Some(v) = a.throttle {
+        settings.throttle_bytes_per_sec = v;
+    }
+    Ok(sluice_gateway::placement::cli::Request {
+        action,
+        bootstrap: a.bootstrap,
+        connect_timeout: Duration::from_millis(a.connect_timeout_ms.max(100)),
+        settings,
+    })
 }
 
 /// Every command but the store's: logs at info on standard error.
@@ -217,7 +324,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         )
         .init();
     match command {
-        Command::Tenant(_) | Command::Client(_) => Ok(()),
+        Command::Tenant(_) | Command::Client(_) | Command::Placement(_) => Ok(()),
         Command::CheckConfig { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
@@ -286,12 +393,20 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
             let mut doc = TenantDoc::parse_checked(&text).map_err(|e| anyhow::anyhow!("invalid tenant document: {e}"))?;
             let id = doc.id.clone();
             let store = open_store(&store).await?;
-            // OAuth clients are managed with `sluice client`; a document that leaves the
-            // field out keeps the stored clients instead of deleting them.
-            let names_clients = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .is_some_and(|v| v.get("clients").is_some());
-            if !names_clients {
+            // OAuth clients are managed with `sluice client`, client quotas by the tenant's
+            // admins (AlterClientQuotas); a document that leaves a field out keeps what is
+            // stored instead of deleting it.
+            let given = serde_json::from_str::<serde_json::Value>(&text).ok();
+            let names = |field: &str| given.as_ref().is_some_and(|v| v.get(field).is_some());
+            if !names("client_quotas") {
+                if let Some(current) = store.get(&id) {
+                    if !current.doc.client_quotas.is_empty() {
+                        doc.client_quotas = current.doc.client_quotas.clone();
+                        eprintln!("kept the tenant's {} client-quota entries", doc.client_quotas.len());
+                    }
+                }
+            }
+            if !names("clients") {
                 if let Some(current) = store.get(&id) {
                     if !current.doc.clients.is_empty() {
                         doc.clients = current.doc.clients.clone();

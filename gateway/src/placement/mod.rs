@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod applier;
+pub mod cli;
 pub mod rebalancer;
 pub mod state;
 
@@ -149,6 +150,9 @@ impl Placement {
                 .filter(|p| !ongoing.contains_key(&(p.topic.clone(), p.partition)))
                 .filter_map(|p| {
                     let tenant = tenant_of(&p.topic)?;
+                    if !self.settings.tenants.is_empty() && !self.settings.tenants.iter().any(|t| t == tenant) {
+                        return None;
+                    }
                     let (i, o) = load.get(&(p.topic.clone(), p.partition)).copied().unwrap_or((0.0, 0.0));
                     // An offline partition (-1) or a leader the replica list no longer
                     // names cannot be planned as is.

@@ -261,6 +261,33 @@ impl PoolAdmin {
     }
 }
 
+impl PoolAdmin {
+    /// Values of `keys` in broker `broker`'s configuration (static or dynamic).
+    pub async fn broker_configs(&self, broker: &BrokerInfo, keys: &[&str]) -> Result<HashMap<String, String>, KafkaError> {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+        let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(RESOURCE_BROKER)
+            .with_resource_name(StrBytes::from_string(broker.id.to_string()))
+            .with_configuration_keys(Some(keys.iter().map(|k| StrBytes::from_string((*k).to_owned())).collect()))]);
+        let mut c = KafkaConn::connect(&broker.addr, self.access.connect_timeout, self.access.client_id, self.access.call_timeout)
+            .await?;
+        let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req, Duration::ZERO).await?;
+        let mut out = HashMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(broker_error(ApiKey::DescribeConfigs, &broker.id.to_string(), r.error_code, r.error_message));
+            }
+            for c in r.configs {
+                if let Some(v) = c.value {
+                    out.insert(c.name.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn broker_error(api: ApiKey, what: &str, code: i16, message: Option<StrBytes>) -> KafkaError {
     let name = kafka_protocol::error::ResponseError::try_from_code(code)
         .map(|e| format!("{e:?}"))

@@ -9,7 +9,7 @@
 //! - [`applier`]: executes a plan (reorder + preferred election for leadership, throttled
 //!   reassignments for moves), polls progress, cancels, cleans up.
 //! - [`rebalancer`]: the background task (`[placement] enabled = true`).
-//! - [`place_new_assignments`]: explicit replica lists for tenant CreateTopics /
+//! - [`new_partitions`]: explicit replica lists for tenant CreateTopics /
 //!   CreatePartitions.
 //!
 //! Only tenant topics (`<tenant>.<name>`) are planned: the gateway measures their load and
@@ -18,13 +18,14 @@
 pub mod admin;
 pub mod applier;
 pub mod cli;
+pub mod new_partitions;
 pub mod rebalancer;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sluice_placement::{Broker, Capacity, ClusterState, Partition, Plan, PlanLimits};
+use sluice_placement::{Broker, ClusterState, Partition, Plan, PlanLimits};
 use sluice_tenancy::TenantId;
 
 use crate::config::PlacementSettings;
@@ -176,52 +177,5 @@ impl Placement {
     /// A dry-run plan for `snap`.
     pub fn plan(&self, snap: &Snapshot) -> Result<Plan, PlacementFailure> {
         Ok(sluice_placement::plan(&snap.cluster, &self.limits())?)
-    }
-}
-
-/// Explicit replica lists for `count` new partitions of tenant topic `pool_topic`, starting
-/// at index `first`, from the pool's current state and this gateway's measured load
-/// (SPEC 8). `None` when the pool cannot be read or the planner refuses: the caller then
-/// lets the pool assign, as before.
-pub async fn place_new_assignments(
-    access: &PoolAccess,
-    pool_topic: &str,
-    count: i32,
-    replication_factor: i32,
-    first: i32,
-) -> Option<Vec<Vec<i32>>> {
-    let tenant = tenant_of(pool_topic)?;
-    let admin = PoolAdmin { access: access.clone() };
-    let (brokers, partitions) = admin.describe().await.ok()?;
-    let rates = crate::load::registry().rates();
-    let cluster = ClusterState {
-        brokers: brokers
-            .iter()
-            .map(|b| Broker { id: b.id, rack: b.rack.clone(), capacity: Capacity::default(), draining: false })
-            .collect(),
-        partitions: partitions
-            .iter()
-            .filter_map(|p| {
-                let t = tenant_of(&p.topic)?;
-                let r = rates.get(&(p.topic.clone(), p.partition)).copied().unwrap_or_default();
-                Some(Partition {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    tenant: t.to_owned(),
-                    replicas: p.replicas.clone(),
-                    leader: if p.replicas.contains(&p.leader) { p.leader } else { -1 },
-                    bytes_in_per_sec: r.bytes_in_per_sec,
-                    bytes_out_per_sec: r.bytes_out_per_sec,
-                    size_bytes: 0,
-                })
-            })
-            .collect(),
-    };
-    match sluice_placement::place_new(&cluster, tenant, pool_topic, count, replication_factor, first) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::debug!(topic = pool_topic, error = %e, "place_new refused; the pool assigns");
-            None
-        }
     }
 }

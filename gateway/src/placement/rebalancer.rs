@@ -36,6 +36,12 @@ pub async fn run(placement: Placement, cancel: CancellationToken) {
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
         }
         crate::load::registry().sample(Instant::now());
+        if placement.settings.place_new_partitions {
+            match super::new_partitions::refresh(&placement.admin).await {
+                Ok(()) => super::new_partitions::set_draining(&placement.settings.drain),
+                Err(e) => debug!(error = %e, "refreshing the pool view for new partitions failed"),
+            }
+        }
         if Instant::now() < next_round {
             continue;
         }

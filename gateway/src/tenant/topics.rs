@@ -322,6 +322,7 @@ pub fn create_topics(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
         }
         // The pool's replication factor always applies (SPEC 7): -1 is "the broker default".
         t.replication_factor = -1;
+        crate::placement::new_partitions::assign_create_topic(&mut t, pool.0.as_str()); // SPEC 8 placement
         t.name = pool;
         pending.0 += partitions;
         if compacted {
@@ -517,6 +518,7 @@ pub fn create_partitions(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Ad
                     denied.throttle_ms = denied.throttle_ms.max(ms);
                     continue;
                 }
+                crate::placement::new_partitions::assign_create_partitions(&mut t, pool.0.as_str()); // SPEC 8 placement
                 t.name = pool;
                 kept.push(t);
             }

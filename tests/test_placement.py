@@ -1,0 +1,234 @@
+"""Placement against the real pool (SPEC 8, issue 7).
+
+- A tenant topic created directly on the pool with a skewed assignment (RF 2, every leader on
+  broker 1, nothing on broker 3) carries traffic through a SASL gateway (VerifiableProducer
+  and VerifiableConsumer as the tenant). The gateway measures per-partition bytes and reports
+  them to `__sluice_placement`; `sluice placement apply` plans from that load and executes
+  (reorder + preferred election, throttled reassignments). Afterwards the imbalance figure has
+  dropped, broker 3 holds replicas, leadership is spread, no reassignment runs, every throttle
+  sluice set is gone, and the producer/consumer lost and duplicated nothing.
+- Topics and partitions a tenant creates through the gateway get explicit assignments from
+  the planner: leaders spread over the three brokers (per tenant, across topics), one
+  replica per rack.
+
+Only the test tenant's topics are planned (`--tenant`), so other tests' topics on the shared
+pool are never moved; broker 4 (another test may start it) is excluded with `--drain 4`.
+"""
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from conftest import POOL_BOOTSTRAP, SLUICE_BIN, start_gateway
+from jvm import JavaProc, java_helpers  # noqa: F401  (fixture)
+from tenant_env import Tenant, TenantGateway
+from tenants import allow_all_doc, delete_tenant, put_tenant
+from test_sasl import Keys, SaslEnv, sasl_auth_config, stop_gateway
+
+RACK = {1: "a", 2: "b", 3: "c", 4: "a"}
+THROTTLE_KEYS = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
+RATE_KEYS = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+
+
+@pytest.fixture(scope="module")
+def placement_gateway(pool, tmp_path_factory):
+    keys = Keys(tmp_path_factory.mktemp("placement-keys"))
+    # Load reports every 5 s; the background rebalancer stays off (the CLI applies here).
+    extra = sasl_auth_config(keys) + "\n[placement]\ninterval_secs = 5\n"
+    gw = start_gateway(tmp_path_factory.mktemp("placement-gateway"), extra, auth="sasl")
+    yield TenantGateway(SaslEnv(gw, keys))
+    stop_gateway(gw)
+    assert "panicked" not in gw.log(), gw.log()[-5000:]
+
+
+@pytest.fixture
+def tenant(placement_gateway):
+    tid = "t" + uuid.uuid4().hex[:8]
+    version = put_tenant(allow_all_doc(tid))
+    t = Tenant(placement_gateway, tid, version)
+    deadline = time.time() + 15
+    while not t.admitted(timeout=2):
+        assert time.time() < deadline, placement_gateway.log()[-3000:]
+        time.sleep(0.3)
+    yield t
+    adm = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    mine = [n for n in adm.list_topics(timeout=20).topics if n.startswith(t.prefix)]
+    if mine:
+        for f in adm.delete_topics(mine, operation_timeout=30).values():
+            try:
+                f.result()
+            except Exception:  # noqa: BLE001  (already gone)
+                pass
+    delete_tenant(tid)
+
+
+def placement(*args, timeout=600):
+    res = subprocess.run([str(SLUICE_BIN), "placement", *map(str, args), "--bootstrap", POOL_BOOTSTRAP],
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"sluice placement {args} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
+
+
+def pool_partitions(adm, topic):
+    md = adm.list_topics(topic, timeout=20).topics[topic]
+    return {p: (list(m.replicas), m.leader, list(m.isrs)) for p, m in md.partitions.items()}
+
+
+def throttles_left(adm, topic):
+    """Throttle configs still set on the topic or on a pool broker (dynamic values only)."""
+    left = []
+    res = [ConfigResource(ConfigResource.Type.TOPIC, topic)] + \
+          [ConfigResource(ConfigResource.Type.BROKER, str(b)) for b in adm.list_topics(timeout=20).brokers]
+    for one in res:  # librdkafka takes one BROKER resource per call
+        r, f = next(iter(adm.describe_configs([one]).items()))
+        for k, v in f.result(30).items():
+            if k in THROTTLE_KEYS + RATE_KEYS and v.value not in (None, "") and not v.is_default:
+                left.append((r.name, k, v.value))
+    return left
+
+
+def events(lines, name):
+    return [json.loads(l) for l in lines if l.startswith("{") and json.loads(l).get("name") == name]
+
+
+def test_skewed_tenant_is_rebalanced_without_loss(tenant, java_helpers, tmp_path):  # noqa: F811
+    adm = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    topic = "hot"
+    pool_topic = tenant.pool_name(topic)
+    # Skew: RF 2, all six leaders on broker 1, followers on 2, nothing on 3.
+    f = adm.create_topics([NewTopic(pool_topic, num_partitions=6, replica_assignment=[[1, 2]] * 6,
+                                    config={"min.insync.replicas": "1"})])[pool_topic]
+    f.result(30)
+    deadline = time.time() + 30
+    while any(len(isr) < 2 or leader != 1 for _, leader, isr in pool_partitions(adm, pool_topic).values()):
+        assert time.time() < deadline, pool_partitions(adm, pool_topic)
+        time.sleep(0.5)
+
+    props = tmp_path / "client.properties"
+    props.write_text(tenant.java_properties() + "enable.idempotence=true\nacks=all\nretries=2147483647\n"
+                     "delivery.timeout.ms=120000\nrequest.timeout.ms=15000\nlinger.ms=5\n")
+    cprops = tmp_path / "consumer.properties"
+    cprops.write_text(tenant.java_properties() + "auto.offset.reset=earliest\n")
+    prod = JavaProc(java_helpers, "org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", tenant.bootstrap,
+                    "--topic", topic, "--max-messages", -1, "--throughput", 400, "--acks", -1,
+                    "--value-prefix", 7, "--producer.config", props, stderr_path=str(tmp_path / "producer.stderr"))
+    cons = JavaProc(java_helpers, "org.apache.kafka.tools.VerifiableConsumer", "--bootstrap-server", tenant.bootstrap,
+                    "--topic", topic, "--group-id", "g1", "--verbose", "--consumer.config", cprops,
+                    stderr_path=str(tmp_path / "consumer.stderr"))
+    acks = lambda lines: sum(1 for l in lines if '"producer_send_success"' in l)  # noqa: E731
+    try:
+        prod.wait_for(lambda lines: acks(lines) >= 1000, 90, "1000 acks before planning")
+        # The gateway's load report (every 5 s, rates after two samples) reaches the state topic.
+        deadline = time.time() + 60
+        while True:
+            st = placement("status", "--tenant", tenant.id)[-1]
+            loads = {b["id"]: b["bytes_in_per_sec"] + b["bytes_out_per_sec"] for b in st["brokers"]}
+            if loads.get(1, 0) > 0 and st["imbalance"] > 1.5:
+                break
+            assert time.time() < deadline, f"no measured load reached the planner: {st}"
+            time.sleep(2)
+        before = st
+        t0 = time.time()
+        out = placement("apply", "--tenant", tenant.id, "--drain", 4, "--max-concurrent-moves", 2,
+                        "--throttle", 20_000_000)
+        took = time.time() - t0
+        plan, done = out[0], out[-1]
+        assert "done" in done, out[-3:]
+        assert plan["imbalance_before"] > 1.5, plan
+        assert plan["leader_changes"] or plan["moves"], plan
+        assert done["done"]["failed"] == [] and not done["done"]["cancelled"], done
+        # Throttles were set while moves ran (progress lines exist) and are gone now.
+        assert throttles_left(adm, pool_topic) == []
+        # Keep traffic flowing after the moves, then let the report catch up with the new layout.
+        at = acks(prod.snapshot())
+        prod.wait_for(lambda lines: acks(lines) >= at + 1500, 90, "1500 acks after the moves")
+        time.sleep(12)
+        after = placement("status", "--tenant", tenant.id)[-1]
+    finally:
+        prod.proc.terminate()
+        rc = prod.wait(120)
+        prod.kill()
+
+    parts = pool_partitions(adm, pool_topic)
+    print(f"\nplacement: imbalance status before {before['imbalance']:.3f}, plan "
+          f"{plan['imbalance_before']:.3f} -> predicted {plan['imbalance_after']:.3f}, measured after "
+          f"{after['imbalance']:.3f}; {len(plan['leader_changes'])} leader changes, {len(plan['moves'])} moves, "
+          f"{plan['bytes_moved']} bytes moved, {took:.1f} s; layout {parts}")
+    assert after["reassignments"] == [] and after["applying"] is None, after
+    assert after["imbalance"] < before["imbalance"] - 0.2, (before, after)
+    assert any(3 in r for r, _, _ in parts.values()), parts
+    leaders = [l for _, l, _ in parts.values()]
+    assert len(set(leaders)) >= 2, parts
+    for r, _, _ in parts.values():
+        assert len(r) == 2 and len({RACK[b] for b in r}) == 2 and 4 not in r, parts
+
+    # Nothing acknowledged was lost or duplicated; the consumer read every record once.
+    assert rc in (0, 143), prod.stderr()[-3000:]
+    lines = prod.snapshot()
+    errors = events(lines, "producer_send_error")
+    assert not errors, errors[:3]
+    acked = {}
+    for e in events(lines, "producer_send_success"):
+        assert e["value"] not in acked, f"value {e['value']} acknowledged twice"
+        acked[e["value"]] = (e["partition"], e["offset"])
+    try:
+        cons.wait_for(lambda ls: len({e["value"] for e in events(ls, "record_data")} & set(acked)) >= len(acked),
+                      120, "every acknowledged record consumed")
+    finally:
+        cons.proc.terminate()
+        cons.wait(60)
+        cons.kill()
+    seen, dups = {}, []
+    for e in events(cons.snapshot(), "record_data"):
+        key = e["value"]
+        if key in seen:
+            dups.append((key, seen[key], (e["partition"], e["offset"])))
+        seen[key] = (e["partition"], e["offset"])
+    lost = [v for v in acked if v not in seen]
+    assert not lost, f"{len(lost)} acknowledged records not consumed, e.g. {lost[:10]}"
+    assert not dups, f"{len(dups)} records consumed twice, e.g. {dups[:10]}"
+    moved = [(v, acked[v], seen[v]) for v in acked if seen[v] != acked[v]]
+    assert not moved, moved[:10]
+
+
+def test_new_tenant_topics_are_spread(tenant):
+    adm = tenant.admin()
+    pool = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    # The gateway's pool view is refreshed every 5 s after start.
+    time.sleep(6)
+    singles = [f"one-{i}" for i in range(6)]
+    for f in adm.create_topics([NewTopic(n, num_partitions=1) for n in singles]).values():
+        f.result(30)
+    adm.create_topics([NewTopic("six", num_partitions=6)])["six"].result(30)
+    time.sleep(1)
+    leaders_of_singles = []
+    for n in singles:
+        parts = pool_partitions(pool, tenant.pool_name(n))
+        (replicas, leader, _), = parts.values()
+        leaders_of_singles.append(replicas[0])
+        assert len({RACK[b] for b in replicas}) == len(replicas), (n, parts)
+    # Kafka alone picks a random start broker per topic (all even by chance: 12 %); the
+    # planner spreads the tenant's leaders.
+    brokers = list(pool.list_topics(timeout=20).brokers)
+    counts = [leaders_of_singles.count(b) for b in brokers]
+    assert max(counts) - min(counts) <= 1, (brokers, leaders_of_singles)
+    six = pool_partitions(pool, tenant.pool_name("six"))
+    firsts = [r[0] for r, _, _ in six.values()]
+    counts = [firsts.count(b) for b in brokers]
+    assert max(counts) - min(counts) <= 1, (brokers, six)
+    for r, _, _ in six.values():
+        assert len({RACK[b] for b in r}) == len(r), six
+
+    # CreatePartitions: the three added partitions take one preferred leader per broker.
+    adm.create_partitions([NewPartitions("six", 9)])["six"].result(30)
+    time.sleep(1)
+    nine = pool_partitions(pool, tenant.pool_name("six"))
+    assert len(nine) == 9
+    added = [nine[p][0][0] for p in (6, 7, 8)]
+    assert len(set(added)) == 3, nine
+    for p in (6, 7, 8):
+        r = nine[p][0]
+        assert len(r) == len(six[0][0]) and len({RACK[b] for b in r}) == len(r), nine

@@ -232,3 +232,73 @@ def test_new_tenant_topics_are_spread(tenant):
     for p in (6, 7, 8):
         r = nine[p][0]
         assert len(r) == len(six[0][0]) and len({RACK[b] for b in r}) == len(r), nine
+
+
+def test_interrupted_plan_is_found_cancelled_and_cleaned_then_drain_empties_broker_1(tenant):
+    """An `apply` killed mid-move (as a crashed gateway would be) leaves its state in
+    `__sluice_placement`: `status` shows it with the reassignments in flight and the
+    throttles set; `cancel` stops the reassignments, elects and removes exactly those
+    throttles. Then draining broker 1 moves every replica and leadership of the tenant off
+    it (broker 1 itself keeps running)."""
+    from confluent_kafka import Producer
+    adm = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    pool_topic = tenant.pool_name("bulk")
+    adm.create_topics([NewTopic(pool_topic, num_partitions=3, replica_assignment=[[1, 2], [2, 1], [1, 3]],
+                                config={"min.insync.replicas": "1"})])[pool_topic].result(30)
+    prod = Producer({"bootstrap.servers": POOL_BOOTSTRAP, "linger.ms": 20, "acks": "all"})
+    value = b"x" * 10_000
+    for i in range(450):  # 1.5 MB per partition
+        prod.produce(pool_topic, value=value, partition=i % 3)
+        if i % 50 == 0:
+            prod.poll(0)
+    assert prod.flush(60) == 0
+    time.sleep(2)  # DescribeLogDirs sizes follow the log
+
+    # 50 kB/s: each 1.5 MB copy takes about 30 s, so the plan is caught mid-move.
+    cmd = [str(SLUICE_BIN), "placement", "apply", "--bootstrap", POOL_BOOTSTRAP, "--tenant", tenant.id,
+           "--drain", "1,4", "--throttle", "50000", "--max-concurrent-moves", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            st = placement("status", "--tenant", tenant.id)[-1]
+            mine = [r for r in st["reassignments"] if r["topic"] == pool_topic]
+            if mine and st["applying"]:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, st
+            time.sleep(0.5)
+        during = throttles_left(adm, pool_topic)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup of its own
+        proc.wait(10)
+    assert any(k == "follower.replication.throttled.replicas" for _, k, _ in during), during
+    assert any(k == "follower.replication.throttled.rate" and v == "50000" for _, k, v in during), during
+    st = placement("status", "--tenant", tenant.id)[-1]
+    assert st["applying"] and st["applying"]["owner"].startswith("cli-"), st
+    assert st["applying"]["throttled_topics"] == [pool_topic], st
+
+    out = placement("cancel")[-1]
+    assert out["cancelled_reassignments"] >= 1, out
+    assert "CleanedUp" in out["recovery"], out
+    st = placement("status", "--tenant", tenant.id)[-1]
+    assert st["applying"] is None and not [r for r in st["reassignments"] if r["topic"] == pool_topic], st
+    assert throttles_left(adm, pool_topic) == []
+
+    # Drain broker 1 for this tenant, unthrottled, to the end.
+    t0 = time.time()
+    rounds, moved = 0, 0
+    while True:
+        out = placement("apply", "--tenant", tenant.id, "--drain", "1,4", "--throttle", 0)
+        rounds += 1
+        plan, done = out[0], out[-1]
+        moved += plan["bytes_moved"]
+        assert done["done"]["failed"] == [], done
+        parts = pool_partitions(adm, pool_topic)
+        if not any(1 in r for r, _, _ in parts.values()):
+            break
+        assert rounds < 4, (parts, plan)
+    print(f"\ndrain of broker 1: {rounds} plan(s), {moved} bytes moved, {time.time() - t0:.1f} s; layout {parts}")
+    for r, leader, _ in parts.values():
+        assert 1 not in r and leader != 1 and len({RACK[b] for b in r}) == 2, parts
+    assert throttles_left(adm, pool_topic) == []

@@ -401,6 +401,14 @@ impl Placement {
         let Some(record) = record else { return Ok((0, Recovery::Clean)) };
         let targets: Vec<_> = record.moves.iter().map(|(t, p)| (t.clone(), *p, None)).collect();
         let n = self.cancel_ongoing(&targets).await?;
-        Ok((n, self.recover().await?))
+        let recovery = self.recover().await?;
+        // The cancelled plan's owner may be gone (a crashed CLI): free its lease now rather
+        // than after its TTL. A live owner takes it back at its next renewal.
+        if let Ok(Some(lease)) = self.state.get::<super::state::Lease>(super::state::KEY_LEASE).await {
+            if lease.holder == record.owner {
+                self.state.put(super::state::KEY_LEASE, Some(&super::state::Lease { holder: lease.holder, until_ms: 0 })).await?;
+            }
+        }
+        Ok((n, recovery))
     }
 }

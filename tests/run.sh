@@ -37,6 +37,7 @@ if [ -d loadtest ]; then
   smoke_out=$(mktemp -d)
   cargo run --release -q -p loadtest -- proxy-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
   cargo run --release -q -p loadtest -- auth-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
+  cargo run --release -q -p loadtest -- quota-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
   ls "$smoke_out"
 fi
 

@@ -20,7 +20,6 @@
 //! utime + stime from `/proc/<pid>/stat` around each measured phase.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,12 +36,12 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::gateway::{config_text, Gateway};
+use crate::gateway::Gateway;
 use crate::perf::tail;
 use crate::procfs::{self, Memory};
 use crate::report::{git_commit, profile_of, utc_date};
+use crate::sasl;
 
-const ISSUER: &str = "https://loadtest.sluice.invalid";
 /// The bench tenant. The seed only writes absent tenants, so the name changes whenever
 /// its document does (a pool kept from an older run still holds the older one).
 const TENANT: &str = "bench-2";
@@ -188,8 +187,9 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
         .with_context(|| format!("creating {}", setup.out_dir.display()))?;
     let load_before = procfs::loadavg()?;
     let started = unix_now();
-    let token = mint(&setup.gateway_bin, &setup.work_dir)?;
-    let jwks = setup.work_dir.join("jwks.json");
+    let key = sasl::keygen(&setup.gateway_bin, &setup.work_dir)?;
+    let token = sasl::mint(&setup.gateway_bin, &key, TENANT, SUBJECT, 3600)?;
+    let jwks = key.jwks.clone();
     // The tenant comes from the tenant store: the gateway seeds it at start when absent.
     let seed = setup.work_dir.join("tenants.json");
     std::fs::write(&seed, seed_tenants()).with_context(|| format!("writing {}", seed.display()))?;
@@ -199,7 +199,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
         &setup.gateway_bin,
         &setup.work_dir,
         Duration::from_secs(30),
-        |base| sasl_config(base, &pool, &jwks, &seed, &mechanisms),
+        |base| sasl::sasl_config(base, &pool, &jwks, Some(&seed), &mechanisms, "auth-bench"),
     )
     .context("starting the gateway")?;
     eprintln!(
@@ -403,76 +403,12 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-/// `sluice token keygen` into `work_dir`, then one `sluice token mint`ed token.
-fn mint(bin: &Path, work_dir: &Path) -> anyhow::Result<String> {
-    let key = work_dir.join("k.pem");
-    let jwks = work_dir.join("jwks.json");
-    let out = Command::new(bin)
-        .args(["token", "keygen", "--key"])
-        .arg(&key)
-        .arg("--jwks")
-        .arg(&jwks)
-        .output()
-        .context("running sluice token keygen")?;
-    ensure!(
-        out.status.success(),
-        "sluice token keygen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(bin)
-        .args(["token", "mint", "--key"])
-        .arg(&key)
-        .args([
-            "--issuer",
-            ISSUER,
-            "--audience",
-            "sluice",
-            "--tenant",
-            TENANT,
-            "--subject",
-            SUBJECT,
-            "--ttl-secs",
-            "3600",
-        ])
-        .output()
-        .context("running sluice token mint")?;
-    ensure!(
-        out.status.success(),
-        "sluice token mint failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .context("token is not UTF-8")?
-        .trim()
-        .to_string();
-    ensure!(
-        token.split('.').count() == 3,
-        "minted token is not a JWT: {token:?}"
-    );
-    Ok(token)
-}
-
 /// The seed file naming the bench tenant, every principal allowed everything in it.
 fn seed_tenants() -> String {
     format!(
         // The tenant's connection limits (100 new connections/s by default) are lifted:
         // this measures the cost of authentication, not the limits.
         r#"[{{"id":"{TENANT}","limits":{{"max_connections_per_sec":1000000000,"max_connections":1000000000}},"policies":{{"all":{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["kafka-cluster:*"],"Resource":["*"]}}]}}}},"principals":{{"*":{{"policies":["all"]}}}}}}]"#
-    )
-}
-
-/// The proxy-bench config with `listener.auth = "sasl"`, one file-backed issuer and the
-/// tenant seed file.
-fn sasl_config(base: u16, pool: &[String], jwks: &Path, seed: &Path, mechanisms: &str) -> String {
-    let text = config_text(base, pool)
-        .replace("proxy-bench", "auth-bench")
-        .replace("auth = \"none\"", "auth = \"sasl\"");
-    format!(
-        "{text}\n[auth]\nmechanisms = [\"{mechanisms}\"]\n\n\
-         [[auth.issuers]]\nissuer = \"{ISSUER}\"\naudience = [\"sluice\"]\njwks_file = \"{}\"\n\n\
-         [store]\nseed_file = \"{}\"\n",
-        jwks.display(),
-        seed.display()
     )
 }
 
@@ -816,22 +752,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_sasl_with_one_issuer() {
-        let text = sasl_config(
-            51230,
-            &["127.0.0.1:29091".into()],
-            Path::new("/w/jwks.json"),
-            Path::new("/w/tenants.json"),
-            "OAUTHBEARER\", \"PLAIN",
-        );
-        assert!(text.contains("auth = \"sasl\"\n"));
-        assert!(!text.contains("auth = \"none\""));
-        assert!(text.contains("mechanisms = [\"OAUTHBEARER\", \"PLAIN\"]\n"));
-        assert!(!text.contains("tenants = ["));
-        assert!(text.contains("[store]\nseed_file = \"/w/tenants.json\"\n"));
+    fn seed_names_the_bench_tenant() {
         let seed: serde_json::Value = serde_json::from_str(&seed_tenants()).expect("seed is JSON");
         assert_eq!(seed[0]["id"], TENANT);
-        assert!(text.contains("jwks_file = \"/w/jwks.json\"\n"));
     }
 
     #[test]

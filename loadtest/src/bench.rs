@@ -523,7 +523,7 @@ fn unix_now() -> u64 {
 }
 
 /// Counts warnings, errors and panics in the gateway log and keeps a few samples.
-fn scan_log(path: &Path) -> anyhow::Result<LogScan> {
+pub(crate) fn scan_log(path: &Path) -> anyhow::Result<LogScan> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(scan_log_text(&String::from_utf8_lossy(&bytes), path))
 }

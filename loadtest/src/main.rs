@@ -7,14 +7,22 @@
 //! `loadtest auth-bench` measures SASL + JWT authentications per second, per gateway
 //! CPU-second and their latency against a `sluice` with `listener.auth = "sasl"`
 //! (see `auth_bench`).
+//!
+//! `loadtest quota-bench` measures how exactly tenants are held to their byte-rate
+//! quotas under overload, how fast they converge, and whether a flooding tenant moves
+//! another's produce latency (see `quota_bench`).
 #![forbid(unsafe_code)]
 
 mod auth_bench;
 mod bench;
 mod gateway;
 mod perf;
+mod pool;
 mod procfs;
+mod quota_bench;
+mod rates;
 mod report;
+mod sasl;
 mod stats;
 
 use std::path::PathBuf;
@@ -39,6 +47,89 @@ enum Command {
     /// SASL + JWT authentications/s, per gateway CPU-second, and their p50/p99/p99.9
     /// latency, for OAUTHBEARER and PLAIN, new connection vs re-authentication.
     AuthBench(AuthBenchArgs),
+    /// Quota accuracy under 2× overload (partition write, partition read, tenant
+    /// write), time to converge, and the noisy-neighbour effect on produce p99 (SPEC 7).
+    QuotaBench(QuotaBenchArgs),
+}
+
+#[derive(Args)]
+struct QuotaBenchArgs {
+    /// The gateway binary to start (build it with `cargo build --release -p sluice-gateway`).
+    #[arg(long, default_value = "target/release/sluice")]
+    gateway_bin: PathBuf,
+    /// Where quotas.json and quotas.md go [default: docs/benchmarks, or a fresh temp
+    /// directory with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where tool outputs, the key, the gateway config and log are kept [default: a temp directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Partition read and write quota, KiB/s (lowered if the pool cannot carry
+    /// --overload times it).
+    #[arg(long, default_value_t = 512)]
+    partition_quota_kib: u64,
+    /// Tenant write quota, KiB/s, spread over --tenant-partitions partitions.
+    #[arg(long, default_value_t = 1024)]
+    tenant_quota_kib: u64,
+    #[arg(long, default_value_t = 4)]
+    tenant_partitions: i32,
+    /// Offered rate / quota in the write phases.
+    #[arg(long, default_value_t = 2.0)]
+    overload: f64,
+    /// Offered rate / partition quota of the flooding tenant.
+    #[arg(long, default_value_t = 3.0)]
+    flood_factor: f64,
+    /// Seconds each accuracy phase runs at the quota, after --settle.
+    #[arg(long, default_value_t = 20.0)]
+    measure: f64,
+    /// Seconds after the overload starts never counted as steady state.
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
+    /// Sliding window for convergence, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    window: f64,
+    /// Pool sampling interval, ms.
+    #[arg(long, default_value_t = 250)]
+    sample_ms: u64,
+    #[arg(long, default_value_t = 1024)]
+    record_size: u64,
+    /// Producer batch.size in the quota phases (the pool takes ~0.5 MiB/s per
+    /// partition with 16 KiB batches here, ~2 MiB/s with 64 KiB).
+    #[arg(long, default_value_t = 65_536)]
+    batch_size: u32,
+    #[arg(long, default_value_t = 10)]
+    linger_ms: u32,
+    /// Seconds of each direct-capacity run (estimated).
+    #[arg(long, default_value_t = 8.0)]
+    direct: f64,
+    /// Victim records/s (of --record-size bytes).
+    #[arg(long, default_value_t = 100)]
+    victim_rate: u64,
+    /// Seconds per victim run.
+    #[arg(long, default_value_t = 15.0)]
+    victim_secs: f64,
+    /// Flood runs (alone runs come before, between and after them).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Upper bound in seconds for one tool run.
+    #[arg(long, default_value_t = 600)]
+    tool_timeout: u64,
+    /// About a minute and a half: 3 s phases, one flood round, output in a temp
+    /// directory unless --out.
+    #[arg(long)]
+    smoke: bool,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
+    )]
+    pool_bootstrap: Vec<String>,
+    /// deploy/kafka-tool.sh, which runs the Kafka CLI tools.
+    #[arg(long, default_value = "deploy/kafka-tool.sh")]
+    kafka_tool: PathBuf,
+    /// The commit --gateway-bin was built from, when that is not this checkout.
+    #[arg(long)]
+    gateway_commit: Option<String>,
 }
 
 #[derive(Args)]
@@ -155,7 +246,101 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ProxyBench(args) => proxy_bench(args),
         Command::AuthBench(args) => auth_bench(args),
+        Command::QuotaBench(args) => quota_bench(args),
     }
+}
+
+fn quota_bench(a: QuotaBenchArgs) -> anyhow::Result<()> {
+    let mut params = quota_bench::Params {
+        record_size: a.record_size,
+        partition_quota: a.partition_quota_kib * 1024,
+        tenant_quota: a.tenant_quota_kib * 1024,
+        tenant_partitions: a.tenant_partitions,
+        overload: a.overload,
+        flood_factor: a.flood_factor,
+        measure_s: a.measure,
+        settle_s: a.settle,
+        window_s: a.window,
+        sample_ms: a.sample_ms,
+        batch_size: a.batch_size,
+        linger_ms: a.linger_ms,
+        direct_s: a.direct,
+        victim_rate: a.victim_rate,
+        victim_s: a.victim_secs,
+        rounds: a.rounds,
+        tool_timeout_s: a.tool_timeout,
+        smoke: a.smoke,
+    };
+    if a.smoke {
+        params.measure_s = 3.0;
+        params.settle_s = 2.0;
+        params.direct_s = 2.0;
+        params.victim_rate = 50;
+        params.victim_s = 3.0;
+        params.rounds = 1;
+        params.tool_timeout_s = params.tool_timeout_s.min(120);
+    }
+    let p = &params;
+    let finite_pos = |v: f64| v.is_finite() && v > 0.0;
+    if p.record_size == 0
+        || p.partition_quota == 0
+        || p.tenant_quota == 0
+        || p.tenant_partitions < 1
+        || p.batch_size == 0
+        || p.sample_ms == 0
+        || p.victim_rate == 0
+        || p.rounds == 0
+        || ![
+            p.overload,
+            p.flood_factor,
+            p.measure_s,
+            p.window_s,
+            p.direct_s,
+            p.victim_s,
+        ]
+        .into_iter()
+        .all(finite_pos)
+        || !(p.settle_s.is_finite() && p.settle_s >= 0.0)
+    {
+        bail!(
+            "sizes, quotas, rates, counts and durations must be positive (--settle not negative)"
+        );
+    }
+    if p.overload <= 1.0 || p.flood_factor <= 1.0 {
+        bail!("--overload and --flood-factor must exceed 1 (they are overloads)");
+    }
+    if !a.gateway_bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sluice-gateway`",
+            a.gateway_bin.display()
+        );
+    }
+    let run_id = format!("{}-{}", std::process::id(), unix_secs());
+    let temp = std::env::temp_dir();
+    let out_dir = match (&a.out, a.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => temp.join(format!("loadtest-quota-smoke-{run_id}")),
+        (None, false) => PathBuf::from("docs/benchmarks"),
+    };
+    let setup = quota_bench::Setup {
+        gateway_bin: a.gateway_bin.clone(),
+        kafka_tool: a.kafka_tool.clone(),
+        pool_bootstrap: a.pool_bootstrap.clone(),
+        out_dir,
+        work_dir: a
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| temp.join(format!("loadtest-quota-work-{run_id}"))),
+        command: reproduce_command(std::env::args().skip(1)),
+        invocation: invocation(),
+        git_commit: match &a.gateway_commit {
+            Some(c) => format!("{c} (gateway built from this commit, per --gateway-commit)"),
+            None => report::git_commit(),
+        },
+    };
+    let (json, md) = quota_bench::run(&params, &setup).context("quota-bench failed")?;
+    println!("wrote {}\nwrote {}", json.display(), md.display());
+    Ok(())
 }
 
 fn auth_bench(a: AuthBenchArgs) -> anyhow::Result<()> {
@@ -392,5 +577,19 @@ mod tests {
         assert!(a.smoke);
         assert_eq!(a.variants, ["reauth"]);
         assert_eq!(a.mechanisms, ["OAUTHBEARER", "PLAIN"]);
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "quota-bench",
+            "--smoke",
+            "--partition-quota-kib",
+            "256",
+        ])
+        .unwrap();
+        let Command::QuotaBench(a) = cli.command else {
+            panic!("quota-bench expected");
+        };
+        assert!(a.smoke);
+        assert_eq!((a.partition_quota_kib, a.tenant_quota_kib), (256, 1024));
+        assert_eq!((a.overload, a.flood_factor), (2.0, 3.0));
     }
 }

@@ -137,6 +137,85 @@ pub fn parse_consumer(stdout: &str, stderr: &str) -> Result<ConsumeResult, Parse
     })
 }
 
+/// A value from a tool's `--print-metrics` table (`group:name:{tags} : value`), or
+/// `None` when the metric is not printed or not a number (NaN when never recorded
+/// counts as not a number).
+pub fn metric(stdout: &str, name: &str) -> Option<f64> {
+    stdout.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix(name)?.strip_prefix(':')?;
+        let value = rest.rsplit(" : ").next()?.trim().parse::<f64>().ok()?;
+        value.is_finite().then_some(value)
+    })
+}
+
+/// One progress line of `ConsumerPerformance --show-detailed-stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ConsumeProgress {
+    /// Its wall-clock time (`yyyy-MM-dd HH:mm:ss:SSS`, in the JVM's zone) as seconds
+    /// since the Unix epoch were that zone UTC; only differences are used.
+    pub t: f64,
+    /// Payload MB (2^20 bytes) consumed so far.
+    pub mb: f64,
+    /// Records consumed so far.
+    pub records: u64,
+    /// Milliseconds of this interval spent fetching (the group join excluded).
+    pub fetch_ms: f64,
+}
+
+/// The progress lines of `ConsumerPerformance --show-detailed-stats` (the header
+/// `time, threadId, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, ...` then one
+/// line per reporting interval). Lines that do not parse are skipped; no line at all
+/// is an error.
+pub fn parse_consumer_progress(stdout: &str) -> Result<Vec<ConsumeProgress>, ParseError> {
+    let mut out = Vec::new();
+    for line in stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("time,"))
+        .skip(1)
+    {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (Some(t), Some(mb), Some(records), Some(fetch_ms)) = (
+            fields.first().and_then(|f| parse_tool_time(f)),
+            fields.get(2).and_then(|f| f.parse::<f64>().ok()),
+            fields.get(4).and_then(|f| f.parse::<u64>().ok()),
+            fields.get(7).and_then(|f| f.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        out.push(ConsumeProgress {
+            t,
+            mb,
+            records,
+            fetch_ms,
+        });
+    }
+    if out.is_empty() {
+        return Err(ParseError::NoSummary("ConsumerPerformance progress"));
+    }
+    Ok(out)
+}
+
+/// `2026-11-30 04:20:01:123` → seconds since the epoch (the zone is ignored).
+fn parse_tool_time(s: &str) -> Option<f64> {
+    let (date, time) = s.split_once(' ')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss, ms) = (t.next()??, t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (H. Hinnant), the inverse of report::utc_date.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + ms as f64 / 1000.0)
+}
+
 /// Lines of a tool's stderr that report an exception or an error-level log.
 pub fn count_error_lines(stderr: &str) -> usize {
     stderr
@@ -181,6 +260,16 @@ impl KafkaTool {
         args: &[String],
         timeout: Duration,
     ) -> anyhow::Result<ToolOutput> {
+        self.spawn(label, tool, args)?.wait(timeout)
+    }
+
+    /// Starts `tool args...` in the background; [`RunningTool::wait`] collects it.
+    pub fn spawn(
+        &mut self,
+        label: &str,
+        tool: &str,
+        args: &[String],
+    ) -> anyhow::Result<RunningTool> {
         self.runs += 1;
         let base = self.work_dir.join(format!("{:02}-{label}", self.runs));
         let out_path = base.with_extension("out");
@@ -189,7 +278,7 @@ impl KafkaTool {
             File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
         let err =
             File::create(&err_path).with_context(|| format!("creating {}", err_path.display()))?;
-        let mut child = Command::new(&self.script)
+        let child = Command::new(&self.script)
             .arg(tool)
             .args(args)
             .stdin(Stdio::null())
@@ -197,14 +286,44 @@ impl KafkaTool {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {} {tool}", self.script.display()))?;
-        let started = Instant::now();
+        Ok(RunningTool {
+            child,
+            base,
+            label: label.to_string(),
+            tool: tool.to_string(),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// A tool run started by [`KafkaTool::spawn`]; dropping it unwaited kills it.
+pub struct RunningTool {
+    child: std::process::Child,
+    /// Output paths without extension (`.out`, `.err`).
+    base: PathBuf,
+    label: String,
+    tool: String,
+    started: Instant,
+}
+
+impl RunningTool {
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until it exits, at most `timeout` from its start (then it is killed).
+    ///
+    /// Fails on timeout or a non-zero exit, with the tail of its output.
+    pub fn wait(mut self, timeout: Duration) -> anyhow::Result<ToolOutput> {
+        let (tool, label, base) = (self.tool.clone(), self.label.clone(), self.base.clone());
         let status = loop {
-            if let Some(status) = child.try_wait().context("waiting for a Kafka tool")? {
+            if let Some(status) = self.child.try_wait().context("waiting for a Kafka tool")? {
                 break status;
             }
-            if started.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
+            if self.started.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 bail!(
                     "{tool} ({label}) timed out after {timeout:?}; output in {}",
                     base.display()
@@ -213,8 +332,8 @@ impl KafkaTool {
             sleep(Duration::from_millis(100));
         };
         let output = ToolOutput {
-            stdout: read_lossy(&out_path)?,
-            stderr: read_lossy(&err_path)?,
+            stdout: read_lossy(&base.with_extension("out"))?,
+            stderr: read_lossy(&base.with_extension("err"))?,
         };
         if !status.success() {
             bail!(
@@ -224,6 +343,16 @@ impl KafkaTool {
             );
         }
         Ok(output)
+    }
+}
+
+impl Drop for RunningTool {
+    fn drop(&mut self) {
+        // kafka-tool.sh execs the JVM, so this is the JVM itself.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -326,6 +455,40 @@ start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.s
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn metrics_from_print_metrics() {
+        let out = "producer-metrics:produce-throttle-time-avg:{client-id=x}      : 12.500\n\
+                   producer-metrics:produce-throttle-time-max:{client-id=x}      : 40.000\n\
+                   producer-metrics:record-error-total:{client-id=x}             : NaN\n";
+        assert_eq!(
+            metric(out, "producer-metrics:produce-throttle-time-avg"),
+            Some(12.5)
+        );
+        assert_eq!(
+            metric(out, "producer-metrics:produce-throttle-time-max"),
+            Some(40.0)
+        );
+        assert_eq!(metric(out, "producer-metrics:record-error-total"), None);
+        assert_eq!(metric(out, "producer-metrics:produce-throttle-time"), None);
+    }
+
+    #[test]
+    fn consumer_progress_lines() {
+        let out = "\
+time, threadId, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-11-30 04:20:01:000, 0, 0.5000, 0.5000, 512, 512.0000, 3000, 1000, 0.5000, 512.0000
+2026-11-30 04:20:02:250, 0, 1.0000, 0.4000, 1024, 409.6000, 0, 1250, 0.4000, 409.6000
+";
+        let p = parse_consumer_progress(out).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].mb, p[0].records, p[0].fetch_ms), (0.5, 512, 1000.0));
+        assert!((p[1].t - p[0].t - 1.25).abs() < 1e-9, "{p:?}");
+        // 2026-11-30 04:20:01 UTC
+        assert_eq!(p[0].t, 1_796_012_401.0);
+        assert!(parse_consumer_progress("time, threadId\n").is_err());
+        assert!(parse_consumer_progress(CONSUMER_OUT).is_err());
     }
 
     #[test]

@@ -434,7 +434,7 @@ pub fn targets(s: &Summary) -> Vec<TargetCheck> {
 }
 
 /// First line of a command's stdout, or "unknown".
-fn command_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()

@@ -303,10 +303,11 @@ class RawClient:
     """A Kafka client speaking just enough of the protocol by hand: non-flexible request
     headers (v1), SaslHandshake v0/v1, SaslAuthenticate v0/v1, ApiVersions v0, Metadata v1."""
 
-    def __init__(self, port: int, timeout: float = 10, source: str = "127.0.0.1"):
+    def __init__(self, port: int, timeout: float = 10, source: str = "127.0.0.1", client_id: str = "sasl-test"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
         self.local_port = self.sock.getsockname()[1]
         self.corr = 0
+        self.client_id = client_id
 
     def close(self):
         self.sock.close()
@@ -322,7 +323,7 @@ class RawClient:
 
     def send(self, api_key: int, version: int, body: bytes) -> int:
         self.corr += 1
-        header = struct.pack(">hhi", api_key, version, self.corr) + kstr("sasl-test")
+        header = struct.pack(">hhi", api_key, version, self.corr) + kstr(self.client_id)
         self.send_frame(header + body)
         return self.corr
 

@@ -124,6 +124,8 @@ enum Pending {
     Upstream { correlation_id: i32, api: ApiKey, version: i16, tenant: Option<(Plan, SharedView)> },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),
+    /// Answered by the gateway once its own I/O is done (a tenant-store write).
+    Later(futures::future::BoxFuture<'static, Bytes>),
     /// Close once everything before it is written (failed authentication).
     Close(String),
 }
@@ -137,10 +139,34 @@ type SharedView = Arc<std::sync::Mutex<TenantView>>;
 struct TenantState {
     view: SharedView,
     principal: sluice_tenancy::Principal,
+    /// The client id of the latest request: sub-quotas are resolved for it.
+    client_id: String,
     /// Store changes (policies, tenant deletion) are applied before the next request.
     changes: tokio::sync::watch::Receiver<Arc<sluice_tenancy::store::TenantsSnapshot>>,
     /// This connection's place in the tenant's connection count, freed on drop.
     _slot: tenant::ConnectionSlot,
+}
+
+/// What a principal may do under its tenant's current document.
+struct Access {
+    grants: Arc<sluice_tenancy::policy::Grants>,
+    quota: Arc<sluice_quota::TenantQuota>,
+    stored: Arc<sluice_tenancy::store::StoredTenant>,
+}
+
+impl Access {
+    /// Installs this access and the sub-quotas of `client_id` in `view`.
+    fn install(self, view: &mut TenantView, principal: &sluice_tenancy::Principal, client_id: &str, shared: &Shared) {
+        view.subs = tenant::client_quotas::subs_for(
+            &self.stored.doc,
+            &principal.subject,
+            client_id,
+            &shared.quotas,
+            self.quota.config(),
+        );
+        view.tenant = Some((self.stored, shared.tenants.clone()));
+        view.set_access(self.grants, self.quota);
+    }
 }
 
 /// The grants and quotas of `principal` under the tenant's current policies and limits,
@@ -150,7 +176,7 @@ fn access_for(
     principal: &sluice_tenancy::Principal,
     snapshot: &sluice_tenancy::store::TenantsSnapshot,
     quotas: &sluice_quota::Quotas,
-) -> Result<(Arc<sluice_tenancy::policy::Grants>, Arc<sluice_quota::TenantQuota>), String> {
+) -> Result<Access, String> {
     use sluice_tenancy::policy::{Action, Grants, PolicyDocument};
     let stored = snapshot.get(&principal.tenant).ok_or_else(|| format!("tenant {} does not exist", principal.tenant))?;
     let docs = stored.doc.policies_for(&principal.subject, principal.policies.as_deref()).map_err(|e| e.to_string())?;
@@ -180,7 +206,8 @@ fn access_for(
         max_partitions: limits.max_partitions,
         max_compacted_partitions: limits.max_compacted_partitions,
     };
-    Ok((Arc::new(grants), quotas.tenant(principal.tenant.as_str(), &overrides)))
+    let quota = quotas.tenant(principal.tenant.as_str(), &overrides);
+    Ok(Access { grants: Arc::new(grants), quota, stored: stored.clone() })
 }
 
 /// Why an authenticated principal may not use this connection.
@@ -198,23 +225,37 @@ impl TenantState {
         current: Option<TenantState>,
         shared: &Shared,
         principal: sluice_tenancy::Principal,
+        client_id: &str,
     ) -> Result<Self, Refusal> {
         if let Some(mut state) = current {
             let snapshot = state.changes.borrow_and_update().clone();
-            let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
-            lock(&state.view).set_access(grants, quota);
+            let access = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
+            access.install(&mut lock(&state.view), &principal, client_id, shared);
             state.principal = principal;
+            state.client_id = client_id.to_owned();
             return Ok(state);
         }
         let mut changes = shared.tenants.subscribe();
         let snapshot = changes.borrow_and_update().clone();
-        let (grants, quota) = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
+        let access = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
         let tenant = principal.tenant.as_str();
+        let quota = &access.quota;
         if let Err(wait) = quota.connect() {
             metrics::counter!("sluice_connections_refused_total", "tenant" => tenant.to_owned(), "limit" => "rate").increment(1);
             return Err(Refusal::Limit(format!(
                 "tenant {tenant} opens more than {} connections per second; retry in {} ms",
                 quota.config().connection_rate,
+                wait.as_millis().max(1)
+            )));
+        }
+        let own_rate =
+            tenant::client_quotas::connection_sub(&access.stored.doc, &principal.subject, client_id, &shared.quotas, quota.config());
+        if let Some(Err(wait)) = own_rate.map(|sub| sub.check(1)) {
+            metrics::counter!("sluice_connections_refused_total", "tenant" => tenant.to_owned(), "limit" => "client_rate")
+                .increment(1);
+            return Err(Refusal::Limit(format!(
+                "user {} with client id {client_id:?} is over its connection_creation_rate in tenant {tenant}; retry in {} ms",
+                principal.subject,
                 wait.as_millis().max(1)
             )));
         }
@@ -224,19 +265,26 @@ impl TenantState {
             return Err(Refusal::Limit(format!("tenant {tenant} already has {max} connections, its limit")));
         };
         let ns = sluice_tenancy::Namespace::new(principal.tenant.clone());
-        let view = Arc::new(std::sync::Mutex::new(TenantView::new(ns, grants, quota)));
-        Ok(Self { view, principal, changes, _slot: slot })
+        let mut view = TenantView::new(ns, access.grants.clone(), access.quota.clone());
+        access.install(&mut view, &principal, client_id, shared);
+        let view = Arc::new(std::sync::Mutex::new(view));
+        Ok(Self { view, principal, client_id: client_id.to_owned(), changes, _slot: slot })
     }
 
-    /// Applies a store change: new grants and quotas, or the reason the connection must
-    /// close.
-    fn refresh(&mut self, quotas: &sluice_quota::Quotas) -> Result<(), String> {
-        if !self.changes.has_changed().unwrap_or(false) {
+    /// Applies a store change (new grants, quotas and sub-quotas, or the reason the
+    /// connection must close), and re-resolves the sub-quotas when the client id changed.
+    fn refresh(&mut self, shared: &Shared, client_id: &[u8]) -> Result<(), String> {
+        let changed = self.changes.has_changed().unwrap_or(false);
+        let new_client = client_id != self.client_id.as_bytes();
+        if !changed && !new_client {
             return Ok(());
         }
+        if new_client {
+            self.client_id = String::from_utf8_lossy(client_id).into_owned();
+        }
         let snapshot = self.changes.borrow_and_update().clone();
-        let (grants, quota) = access_for(&self.principal, &snapshot, quotas)?;
-        lock(&self.view).set_access(grants, quota);
+        let access = access_for(&self.principal, &snapshot, &shared.quotas)?;
+        access.install(&mut lock(&self.view), &self.principal, &self.client_id, shared);
         Ok(())
     }
 
@@ -348,6 +396,9 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
     // Set once a SASL client has authenticated: every later request goes through the
     // tenancy stage.
     let mut tenancy: Option<TenantState> = None;
+    // The client id of the latest request with a header (a raw v0 SASL token has none):
+    // what a new tenant connection's sub-quotas are resolved for.
+    let mut client_id: Vec<u8> = Vec::new();
     loop {
         let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
         let read_limits = ReadLimits {
@@ -382,7 +433,8 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 }
                 match sess.on_raw_token(frame.payload(), settings).await {
                     Step::Authenticated(answer, principal) => {
-                        match TenantState::authenticated(tenancy.take(), shared, principal.clone()) {
+                        let id = String::from_utf8_lossy(&client_id);
+                        match TenantState::authenticated(tenancy.take(), shared, principal.clone(), &id) {
                             Ok(state) => tenancy = Some(state),
                             Err(Refusal::Access(reason)) => {
                                 hold_failure(shared, peer, &Rejection { reason: reason.clone(), authentic: true }, claimed.as_deref()).await;
@@ -408,6 +460,10 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             }
         }
         let header = parse_request_header(frame.payload())?;
+        let header_client_id = header.client_id(frame.payload()).unwrap_or_default();
+        if header_client_id != client_id.as_slice() {
+            client_id = header_client_id.to_vec();
+        }
         let Some(api) = header.known_key() else {
             return Err(ConnError::UnknownApiKey {
                 api_key: header.api_key,
@@ -461,7 +517,8 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     continue;
                 }
                 Step::Authenticated(answer, principal) => {
-                    match TenantState::authenticated(tenancy.take(), shared, principal.clone()) {
+                    let id = String::from_utf8_lossy(&client_id);
+                    match TenantState::authenticated(tenancy.take(), shared, principal.clone(), &id) {
                         Ok(state) => tenancy = Some(state),
                         Err(refused) => {
                             let reason = match refused {
@@ -504,14 +561,15 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         }
         let expects_response = api != ApiKey::Produce || produce_acks(frame.payload(), &header)? != 0;
         if let (Some(state), Some(body_at)) = (tenancy.as_mut(), header.body_offset) {
-            state.refresh(&shared.quotas).map_err(ConnError::Revoked)?;
+            state.refresh(shared, &client_id).map_err(ConnError::Revoked)?;
             let req = Req { api, version: header.api_version, correlation_id: header.correlation_id };
             let body = frame.0.slice(4 + body_at..);
             let (admission, out) = {
                 let mut view = lock(&state.view);
-                if let Err(wait) = view.quota.request() {
-                    // Over the tenant's request rate: served, then held (Kafka delays
-                    // clients over a request quota the same way).
+                // Over the tenant's request rate or the user's/client's share of it: served,
+                // then held (Kafka delays clients over a request quota the same way).
+                let own = view.subs.requests.as_ref().map_or(Ok(()), |s| s.check(1));
+                if let Err(wait) = own.and_then(|()| view.quota.request()) {
                     view.charge.merge(sluice_quota::Charge::mute(wait));
                 }
                 let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
@@ -539,6 +597,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     upstream.write_all(&out).await.map_err(ConnError::UpstreamIo)?;
                 }
                 (Admission::Answer(answer), _) if expects_response => send_pending(&pending, Pending::Local(answer)).await?,
+                (Admission::Later(answer), _) if expects_response => send_pending(&pending, Pending::Later(answer)).await?,
                 _ => {}
             }
             continue;
@@ -581,6 +640,14 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
     while let Some(entry) = pending.recv().await {
         match entry {
             Pending::Local(bytes) => client.write_all(&bytes).await.map_err(ConnError::ClientIo)?,
+            Pending::Later(answer) => {
+                client.flush().await.map_err(ConnError::ClientIo)?;
+                let bytes = answer.await;
+                if bytes.is_empty() {
+                    return Err(ConnError::Cancelled);
+                }
+                client.write_all(&bytes).await.map_err(ConnError::ClientIo)?;
+            }
             Pending::Close(reason) => {
                 client.flush().await.map_err(ConnError::ClientIo)?;
                 tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     elect_leaders_response, AlterPartitionReassignmentsResponse, AlterReplicaLogDirsRequest,
     AlterReplicaLogDirsResponse, AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
     CreateAclsRequest, CreateAclsResponse, CreateDelegationTokenResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsResponse, DescribeDelegationTokenResponse, DescribeLogDirsResponse, DescribeUserScramCredentialsResponse,
+    DescribeAclsResponse, DescribeDelegationTokenResponse, DescribeLogDirsResponse,
     ElectLeadersRequest, ElectLeadersResponse, ExpireDelegationTokenResponse, ListConfigResourcesResponse,
     ListPartitionReassignmentsResponse, RenewDelegationTokenResponse, UpdateFeaturesResponse,
 };
@@ -113,9 +113,6 @@ pub fn refuse(_ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Option<Admis
             .with_error_code(DENIED)
             .with_error_message(message())),
         ApiKey::ListPartitionReassignments => out!(ListPartitionReassignmentsResponse::default()
-            .with_error_code(DENIED)
-            .with_error_message(message())),
-        ApiKey::DescribeUserScramCredentials => out!(DescribeUserScramCredentialsResponse::default()
             .with_error_code(DENIED)
             .with_error_message(message())),
         ApiKey::AlterUserScramCredentials => {

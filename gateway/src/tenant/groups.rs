@@ -1566,6 +1566,7 @@ pub(super) mod tests {
             Admission::Forward { body: None, plan } => Outcome::Forward(M::decode(&mut body.clone(), r.version).unwrap(), plan),
             Admission::Answer(frame) => Outcome::Answer(frame),
             Admission::Drop => panic!("dropped"),
+            Admission::Later(_) => panic!("answered later"),
         }
     }
 

@@ -22,6 +22,7 @@
 //! Each API has one function per direction in the submodule of its family; `admit` and
 //! `respond` are the only entry points.
 
+pub mod client_quotas;
 mod cluster;
 mod data;
 mod groups;
@@ -35,7 +36,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use kafka_protocol::messages::{ApiKey, GroupId, TopicName, TransactionalId};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use sluice_quota::{Charge, Direction, TenantQuota};
+use sluice_quota::{Charge, Direction, SubQuota, TenantQuota};
+use sluice_tenancy::store::StoredTenant;
 use sluice_tenancy::policy::{Action, Grants};
 use sluice_tenancy::{NameError, Namespace};
 use uuid::Uuid;
@@ -58,6 +60,8 @@ pub mod code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -155,6 +159,9 @@ pub enum Admission {
     Answer(Bytes),
     /// Nothing to forward and nothing to answer (acks=0 produce that was wholly denied).
     Drop,
+    /// The gateway answers after some I/O of its own (a tenant-store write); the answer
+    /// keeps the request's place in the connection's response order.
+    Later(futures::future::BoxFuture<'static, Bytes>),
 }
 
 /// Per-request state the response mapping needs, carried in the in-flight entry.
@@ -225,6 +232,20 @@ pub struct TenantView {
     /// SyncGroup versions that do not name it (the member payloads are mapped only for
     /// `consumer`).
     classic: groups::ClassicProtocols,
+    /// The sub-quotas (Kafka client quotas) of this connection's user and client id.
+    pub subs: SubQuotas,
+    /// The tenant's stored document as of the last store change this connection applied,
+    /// and the store to write client-quota changes to (unset in unit tests).
+    pub tenant: Option<(Arc<StoredTenant>, crate::store::TenantStore)>,
+}
+
+/// The sub-quota limiters one connection is charged against, besides its tenant's.
+#[derive(Debug, Default, Clone)]
+pub struct SubQuotas {
+    pub write: Option<Arc<SubQuota>>,
+    pub read: Option<Arc<SubQuota>>,
+    pub requests: Option<Arc<SubQuota>>,
+    pub mutations: Option<Arc<SubQuota>>,
 }
 
 impl TenantView {
@@ -236,6 +257,8 @@ impl TenantView {
             charge: Charge::default(),
             fetch_sessions: Vec::new(),
             classic: groups::ClassicProtocols::default(),
+            subs: SubQuotas::default(),
+            tenant: None,
         }
     }
 
@@ -248,7 +271,16 @@ impl TenantView {
     /// Charges `parts` (tenant-view topic name, partition, bytes) against the quotas.
     /// Returns the throttle time to report; what is owed waits for the reader.
     pub fn charge(&mut self, direction: Direction, parts: impl IntoIterator<Item = (Bytes, i32, u64)>) -> i32 {
-        let charge = self.quota.charge(direction, parts.into_iter().map(|(t, p, n)| ((t, p), n)));
+        let mut total = 0u64;
+        let parts = parts.into_iter().inspect(|(_, _, n)| total += n).map(|(t, p, n)| ((t, p), n));
+        let mut charge = self.quota.charge(direction, parts);
+        let sub = match direction {
+            Direction::Write => &self.subs.write,
+            Direction::Read => &self.subs.read,
+        };
+        if let Some(sub) = sub {
+            charge.merge(sub.charge(total));
+        }
         let ms = charge.throttle_ms();
         if ms > 0 {
             let label = match direction {
@@ -417,7 +449,9 @@ pub fn admit(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, Map
         TxnOffsetCommit => txn::txn_offset_commit(ctx, req, body),
         DescribeTransactions => txn::describe_transactions(ctx, req, body),
         ListTransactions => txn::list_transactions(ctx, req, body),
-        DescribeClientQuotas | AlterClientQuotas => topics::client_quotas(ctx, req, body),
+        DescribeClientQuotas => client_quotas::describe(ctx, req, body),
+        AlterClientQuotas => client_quotas::alter(ctx, req, body),
+        DescribeUserScramCredentials => client_quotas::describe_scram_users(ctx, req, body),
         // No tenant names in these: the session layer answered SASL, and ApiVersions and
         // client telemetry carry none.
         ApiVersions | SaslHandshake | SaslAuthenticate | GetTelemetrySubscriptions | PushTelemetry => {

@@ -9,10 +9,10 @@ use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
     create_partitions_response, delete_records_response, describe_producers_response, describe_topic_partitions_request,
-    describe_topic_partitions_response, incremental_alter_configs_response, AlterClientQuotasRequest,
-    AlterClientQuotasResponse, AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreatePartitionsRequest,
+    describe_topic_partitions_response, incremental_alter_configs_response,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClientQuotasResponse, DescribeClusterResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeProducersRequest, DescribeProducersResponse,
     DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
@@ -82,7 +82,10 @@ fn names_out<T>(ctx: &Ctx<'_>, topics: &mut Vec<T>, name: impl Fn(&mut T) -> &mu
 /// for the wait instead, as Kafka does.
 fn mutation(ctx: &mut Ctx<'_>, partitions: i32, throttling_known: bool) -> Result<(), i32> {
     let n = u64::try_from(partitions.max(1)).unwrap_or(1);
-    match ctx.view.quota.mutate(n) {
+    // The user's or client's own mutation rate first, so a refusal there leaves the
+    // tenant's budget untouched.
+    let sub = ctx.view.subs.mutations.as_ref().map_or(Ok(()), |s| s.check(n));
+    match sub.and_then(|()| ctx.view.quota.mutate(n)) {
         Ok(()) => Ok(()),
         Err(wait) => {
             let charge = sluice_quota::Charge::mute(wait);
@@ -996,40 +999,5 @@ pub fn describe_cluster(ctx: &mut Ctx<'_>, req: Req, _body: &Bytes) -> Result<Ad
     let resp = DescribeClusterResponse::default()
         .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
         .with_error_message(Some(StrBytes::from_static_str("not authorized: kafka-cluster:DescribeCluster")));
-    Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?))
-}
-
-// === Client quotas ===
-
-/// Client quotas inside a tenant are sub-quotas of the tenant's own (SPEC 7); until the
-/// quota stage manages them, tenants see none and may set none. The pool's own quotas
-/// are never shown.
-pub fn client_quotas(_ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, MapError> {
-    let message = Some(StrBytes::from_static_str("client quotas are not available to tenants yet"));
-    if req.api == ApiKey::DescribeClientQuotas {
-        let resp = DescribeClientQuotasResponse::default().with_entries(Some(Vec::new()));
-        return Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?));
-    }
-    let r: AlterClientQuotasRequest = decode_request(req.api, req.version, body)?;
-    let resp = AlterClientQuotasResponse::default().with_entries(
-        r.entries
-            .into_iter()
-            .map(|e| {
-                kafka_protocol::messages::alter_client_quotas_response::EntryData::default()
-                    .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
-                    .with_error_message(message.clone())
-                    .with_entity(
-                        e.entity
-                            .into_iter()
-                            .map(|en| {
-                                kafka_protocol::messages::alter_client_quotas_response::EntityData::default()
-                                    .with_entity_type(en.entity_type)
-                                    .with_entity_name(en.entity_name)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    );
     Ok(Admission::Answer(answer(req.api, req.version, req.correlation_id, &resp)?))
 }

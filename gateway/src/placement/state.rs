@@ -82,6 +82,13 @@ impl StateTopic {
         Ok(())
     }
 
+    /// Whether the topic exists (nothing to read before the first write).
+    pub async fn exists(&self) -> Result<bool, StateError> {
+        let mut c = self.access.connect_any().await?;
+        let md = c.metadata(&[&self.topic]).await?;
+        Ok(md.topics.iter().any(|t| t.error_code == 0 && t.name.as_ref().is_some_and(|n| n.0.as_str() == self.topic)))
+    }
+
     async fn leader(&self) -> Result<KafkaConn, KafkaError> {
         // A just-created topic takes a moment to get a leader.
         let mut last = None;
@@ -113,6 +120,10 @@ impl StateTopic {
                 continue;
             }
             for r in f.records {
+                // A fetch answers whole batches: skip records before the offset asked for.
+                if r.offset < next {
+                    continue;
+                }
                 next = r.offset + 1;
                 let key = r.key.map(|k| String::from_utf8_lossy(&k).into_owned()).unwrap_or_default();
                 out.push((r.offset, key, r.value));
@@ -123,6 +134,9 @@ impl StateTopic {
 
     /// The latest value of every key (tombstones removed), and the end offset.
     pub async fn latest(&self) -> Result<(HashMap<String, Bytes>, i64), StateError> {
+        if !self.exists().await? {
+            return Ok((HashMap::new(), 0));
+        }
         let (records, end) = self.read_from(None).await?;
         let mut m = HashMap::new();
         for (_, k, v) in records {

@@ -22,7 +22,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
-from conftest import POOL_BOOTSTRAP, SLUICE_BIN, start_gateway
+from conftest import POOL_BOOTSTRAP, ROOT, SLUICE_BIN, start_gateway
 from jvm import JavaProc, java_helpers  # noqa: F401  (fixture)
 from tenant_env import Tenant, TenantGateway
 from tenants import allow_all_doc, delete_tenant, put_tenant
@@ -353,3 +353,40 @@ def test_background_rebalancer_one_lease_holder(tenant, placement_gateway, tmp_p
             stop_gateway(g)
     for g in gws:
         assert "panicked" not in g.log(), g.log()[-3000:]
+
+
+def test_added_broker_receives_its_share(tenant):
+    """Broker 4 (deploy/pool.sh start-broker 4, rack a) joins a pool where the tenant's
+    replicas sit evenly on brokers 1-3: `apply` moves it its share of replicas."""
+    adm = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    started = 4 not in adm.list_topics(timeout=20).brokers
+    pool_topic = tenant.pool_name("grow")
+    if started:
+        subprocess.run([str(ROOT / "deploy" / "pool.sh"), "start-broker", "4"], check=True, cwd=ROOT, timeout=240)
+    try:
+        deadline = time.time() + 60
+        while 4 not in adm.list_topics(timeout=20).brokers:
+            assert time.time() < deadline, "broker 4 did not join"
+            time.sleep(1)
+        layout = [[1, 2], [2, 3], [3, 1], [1, 2], [2, 3], [3, 1]]
+        adm.create_topics([NewTopic(pool_topic, num_partitions=6, replica_assignment=layout,
+                                    config={"min.insync.replicas": "1"})])[pool_topic].result(30)
+        t0 = time.time()
+        out = placement("apply", "--tenant", tenant.id)
+        plan, done = out[0], out[-1]
+        assert done["done"]["failed"] == [], done
+        parts = pool_partitions(adm, pool_topic)
+        on4 = sum(1 for r, _, _ in parts.values() if 4 in r)
+        print(f"\nadded broker: {len(plan['moves'])} moves, {plan['leader_changes'] and len(plan['leader_changes'])} "
+              f"leader changes, {time.time() - t0:.1f} s; replicas on broker 4: {on4}; layout {parts}")
+        # Broker 4 shares rack a with broker 1, so only the two partitions without broker 1
+        # can take it (rack safety comes first): both do.
+        assert on4 >= 2, (plan, parts)
+        for r, _, _ in parts.values():
+            assert len({RACK[b] for b in r}) == 2, parts  # 1 and 4 share rack a
+        assert throttles_left(adm, pool_topic) == []
+    finally:
+        adm.delete_topics([pool_topic], operation_timeout=30)[pool_topic].result(60)
+        if started:
+            time.sleep(2)
+            subprocess.run([str(ROOT / "deploy" / "pool.sh"), "stop-broker", "4"], check=True, cwd=ROOT, timeout=240)

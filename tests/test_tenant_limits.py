@@ -176,3 +176,107 @@ def test_partition_mutation_rate(tenant_gateway, java_helpers):
     assert 60_000 <= throttle_ms <= 150_000, refused
     assert "partition mutation rate" in refused[0], refused
     assert pool_topics(t.prefix) == {"m1", "m2"}
+
+
+def test_consumer_group_limit(tenant_gateway):
+    """max_consumer_groups=2: two groups start (offset commits create them), a third is
+    refused with POLICY_VIOLATION, through a commit and through a classic join (the
+    gateway's log names the limit), while the two existing groups keep working. After one
+    is deleted (and the gateway's next look at the pool), the third may start."""
+    t = limited_tenant(tenant_gateway, max_consumer_groups=2)
+    topic = "g-" + uuid.uuid4().hex[:6]
+    assert create(t.admin(), topic, 1) is None
+    p = Producer(t.confluent_config())
+    for i in range(5):
+        p.produce(topic, key=str(i), value=b"v")
+    assert p.flush(30) == 0
+
+    def commit(group: str):
+        c = Consumer(t.confluent_config(**{"group.id": group, "enable.auto.commit": False}))
+        try:
+            c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+            return None
+        except KafkaException as e:
+            return e.args[0]
+        finally:
+            c.close()
+
+    assert commit("g1") is None
+    assert commit("g2") is None
+    err = commit("g3")
+    assert err is not None and err.code() == KafkaError.POLICY_VIOLATION, err
+    assert commit("g1") is None, "an existing group stopped working at the limit"
+
+    # A classic join of a third group: the coordinator answer is POLICY_VIOLATION.
+    errors = []
+    c = Consumer(t.confluent_config(**{"group.id": "g4", "auto.offset.reset": "earliest",
+                                       "error_cb": lambda e: errors.append(e)}))
+    c.subscribe([topic])
+    deadline = time.time() + 20
+    got = None
+    while time.time() < deadline and got is None:
+        m = c.poll(0.5)
+        if m is not None and m.error() is not None and m.error().code() == KafkaError.POLICY_VIOLATION:
+            got = m.error()
+        elif m is not None and m.error() is None:
+            raise AssertionError("a third group consumed despite max_consumer_groups=2")
+        got = got or next((e for e in errors if e.code() == KafkaError.POLICY_VIOLATION), None)
+    c.close()
+    assert got is not None, f"no POLICY_VIOLATION for the third group's join: {errors}"
+    assert "max_consumer_groups limit (2)" in tenant_gateway.log(), "the refusal is not logged with the limit"
+
+    # Deleting a group frees its place once the gateway has seen the pool without it.
+    res = t.admin().delete_consumer_groups(["g2"], request_timeout=TIMEOUT)
+    res["g2"].result(timeout=TIMEOUT)
+    deadline = time.time() + 20
+    while (err := commit("g3")) is not None:
+        assert err.code() == KafkaError.POLICY_VIOLATION, err
+        assert time.time() < deadline, "g3 still refused 20 s after g2 was deleted"
+        time.sleep(1)
+
+
+def test_connection_limits_per_source_ip(tmp_path):
+    """limits.max_connections_per_ip=3 and connection_rate_per_ip=5 on a gateway of its
+    own: a source with 3 open connections gets its 4th closed before any answer, while
+    another source address (127.0.0.2) still connects; closing one frees a place. More
+    than 5 new connections in a second from one source are closed too. Both are logged
+    with the limit's name."""
+    from conftest import start_gateway
+    from test_sasl import stop_gateway
+    gw = start_gateway(tmp_path, "max_connections_per_ip = 3\nconnection_rate_per_ip = 5\n")
+    try:
+        port = gw.bootstrap_port
+
+        def usable(c: RawClient) -> bool:
+            try:
+                return c.api_versions()[0] == 0
+            except (AssertionError, OSError):
+                return False
+
+        time.sleep(1.1)  # the start-up readiness probe's connections are out of the window
+        held = [RawClient(port) for _ in range(3)]
+        assert all(usable(c) for c in held)
+        fourth = RawClient(port)
+        assert not usable(fourth), "a 4th connection from one source was served"
+        fourth.close()
+        other = RawClient(port, source="127.0.0.2")
+        assert usable(other), "another source was refused"
+        other.close()
+        held.pop().close()
+        time.sleep(1.1)  # the rate window too
+        again = RawClient(port)
+        assert usable(again), "a freed place was not given back"
+        again.close()
+        for c in held:
+            c.close()
+        time.sleep(1.1)
+        burst = []
+        for _ in range(7):
+            c = RawClient(port)
+            burst.append(usable(c))
+            c.close()
+        assert burst.count(True) <= 5 and burst.count(False) >= 2, burst
+        log = gw.log()
+        assert "limits.max_connections_per_ip" in log and "limits.connection_rate_per_ip" in log, log[-3000:]
+    finally:
+        stop_gateway(gw)

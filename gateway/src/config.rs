@@ -55,6 +55,7 @@ struct RawQuotas {
     max_request_bytes: u64,
     max_partitions: u64,
     max_compacted_partitions: u64,
+    max_consumer_groups: u64,
 }
 
 impl Default for RawQuotas {
@@ -73,6 +74,7 @@ impl Default for RawQuotas {
             max_request_bytes: d.max_request_bytes,
             max_partitions: d.max_partitions,
             max_compacted_partitions: d.max_compacted_partitions,
+            max_consumer_groups: d.max_groups,
         }
     }
 }
@@ -247,6 +249,8 @@ struct RawLimits {
     idle_timeout_ms: u64,
     preauth_timeout_ms: u64,
     frame_timeout_ms: u64,
+    max_connections_per_ip: u64,
+    connection_rate_per_ip: u64,
 }
 
 impl Default for RawLimits {
@@ -258,6 +262,10 @@ impl Default for RawLimits {
             idle_timeout_ms: 10 * 60 * 1000,
             preauth_timeout_ms: 10_000,
             frame_timeout_ms: 30_000,
+            // Generous: many clients of many tenants may share one NAT address; the
+            // point is that no single host can take the whole gateway.
+            max_connections_per_ip: 10_000,
+            connection_rate_per_ip: 1_000,
         }
     }
 }
@@ -309,6 +317,10 @@ pub struct Limits {
     pub preauth_timeout: Duration,
     /// Time one request frame may take from first to last byte.
     pub frame_timeout: Duration,
+    /// Open connections per source IP (0 = unlimited).
+    pub max_connections_per_ip: u64,
+    /// New connections per second per source IP (0 = unlimited).
+    pub connection_rate_per_ip: u64,
 }
 
 impl Config {
@@ -410,6 +422,7 @@ impl Config {
                     max_request_bytes: raw.quotas.max_request_bytes,
                     max_partitions: raw.quotas.max_partitions,
                     max_compacted_partitions: raw.quotas.max_compacted_partitions,
+                    max_groups: raw.quotas.max_consumer_groups,
                 };
                 if let Err(e) = q.validate() {
                     return invalid(format!("quotas: {e}"));
@@ -434,6 +447,8 @@ impl Config {
                 idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
                 preauth_timeout: Duration::from_millis(limits.preauth_timeout_ms),
                 frame_timeout: Duration::from_millis(limits.frame_timeout_ms),
+                max_connections_per_ip: limits.max_connections_per_ip,
+                connection_rate_per_ip: limits.connection_rate_per_ip,
             },
         })
     }

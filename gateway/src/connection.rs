@@ -205,6 +205,7 @@ fn access_for(
         max_request_bytes: limits.max_request_bytes,
         max_partitions: limits.max_partitions,
         max_compacted_partitions: limits.max_compacted_partitions,
+        max_groups: limits.max_consumer_groups,
     };
     let quota = quotas.tenant(principal.tenant.as_str(), &overrides);
     Ok(Access { grants: Arc::new(grants), quota, stored: stored.clone() })
@@ -318,6 +319,16 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let _source_slot = match shared.sources.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            metrics::counter!("sluice_connections_refused_total", "tenant" => "", "limit" => refusal.label()).increment(1);
+            warn!(%peer, reason = %refusal, "closing client connection: source connection limit");
+            // Closed after a short delay, which slows a reconnect loop down.
+            tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+            return;
+        }
+    };
     let (upstream, node) = match target {
         Target::Broker(id) => (shared.pool.connect(id).await, Some(id)),
         Target::Any => match shared.pool.connect_any().await {

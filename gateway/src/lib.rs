@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod rewrite;
 pub mod sasl;
 pub mod server;
+pub mod source_limits;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;

@@ -38,6 +38,8 @@ pub struct Shared {
     pub quotas: Arc<sluice_quota::Quotas>,
     /// Open connections per tenant.
     pub connections: Arc<crate::tenant::ConnectionCounts>,
+    /// Open and new connections per source IP, for every listener.
+    pub sources: Arc<crate::source_limits::SourceLimits>,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -121,6 +123,10 @@ impl Gateway {
             tenants,
             quotas: quotas.clone(),
             connections: Default::default(),
+            sources: Arc::new(crate::source_limits::SourceLimits::new(
+                config.limits.max_connections_per_ip,
+                config.limits.connection_rate_per_ip,
+            )),
             advertised: Arc::new(Advertised {
                 addressing: Addressing::PortPerBroker {
                     host: StrBytes::from_string(config.advertised_host.clone()),
@@ -187,7 +193,7 @@ impl Gateway {
             }
         });
         tasks.spawn(pool.clone().run_discovery(shared.config.metadata_refresh, cancel.child_token()));
-        tasks.spawn(forget_idle_partitions(quotas, cancel.child_token()));
+        tasks.spawn(forget_idle_partitions(quotas, shared.sources.clone(), cancel.child_token()));
         // What each tenant holds, for its partition limits.
         crate::tenant::inventory::spawn(
             crate::kclient::PoolAccess {
@@ -254,12 +260,19 @@ fn start_issuer(
 }
 
 /// Keeps the partition limiters bounded: idle partitions (full buckets) are forgotten.
-async fn forget_idle_partitions(quotas: Arc<sluice_quota::Quotas>, cancel: CancellationToken) {
+async fn forget_idle_partitions(
+    quotas: Arc<sluice_quota::Quotas>,
+    sources: Arc<crate::source_limits::SourceLimits>,
+    cancel: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = every.tick() => quotas.retain_recent(),
+            _ = every.tick() => {
+                quotas.retain_recent();
+                sources.retain_recent();
+            }
         }
     }
 }

@@ -71,13 +71,15 @@ pub struct QuotaConfig {
     pub max_partitions: u64,
     /// Of which compacted.
     pub max_compacted_partitions: u64,
+    /// Consumer (and share) groups the tenant may hold.
+    pub max_groups: u64,
 }
 
 impl Default for QuotaConfig {
     /// MSK Serverless's: 200/400 MiB/s per tenant, 5/10 MiB/s per partition, 250
     /// partition mutations per 5 minutes, 15 000 requests/s, 100 new connections/s, 3000
     /// connections, 8 MiB messages, 100 MiB requests, 2400 partitions of which 120
-    /// compacted.
+    /// compacted, 500 consumer groups.
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
         Self {
@@ -93,6 +95,7 @@ impl Default for QuotaConfig {
             max_request_bytes: 100 * MIB,
             max_partitions: 2400,
             max_compacted_partitions: 120,
+            max_groups: 500,
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct QuotaOverrides {
     pub max_partitions: Option<u64>,
     /// Overrides [`QuotaConfig::max_compacted_partitions`].
     pub max_compacted_partitions: Option<u64>,
+    /// Overrides [`QuotaConfig::max_groups`].
+    pub max_groups: Option<u64>,
 }
 
 impl QuotaConfig {
@@ -142,6 +147,7 @@ impl QuotaConfig {
             max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
             max_partitions: o.max_partitions.unwrap_or(self.max_partitions),
             max_compacted_partitions: o.max_compacted_partitions.unwrap_or(self.max_compacted_partitions),
+            max_groups: o.max_groups.unwrap_or(self.max_groups),
         }
     }
 
@@ -166,6 +172,7 @@ impl QuotaConfig {
             ("max_request_bytes", self.max_request_bytes),
             ("max_partitions", self.max_partitions),
             ("max_compacted_partitions", self.max_compacted_partitions),
+            ("max_groups", self.max_groups),
         ] {
             if count == 0 || u32::try_from(count).is_err() {
                 return Err(QuotaError::Count { name, value: count });

@@ -88,6 +88,20 @@ pub(super) fn group_check(ctx: &Ctx<'_>, group: &GroupId, action: Action) -> Res
     }
 }
 
+/// SPEC 7's group-count limit: a group the tenant does not hold yet may start only while
+/// the tenant holds fewer than its `max_consumer_groups`. The refusal names the limit.
+fn group_limit(ctx: &Ctx<'_>, pool: &GroupId) -> Result<(), String> {
+    let max = ctx.view.quota.config().max_groups;
+    super::inventory::inventory().admit_group(pool.0.as_str(), max).map_err(|held| {
+        let message = format!(
+            "tenant {} holds {held} groups, its max_consumer_groups limit ({max}); delete a group to start another",
+            ctx.ns().tenant()
+        );
+        tracing::info!(tenant = %ctx.ns().tenant(), group = %pool.0.as_str(), reason = %message, "group refused");
+        message
+    })
+}
+
 /// The group a denied topic of a batched request belongs to, as its index in
 /// `Denied::keys` (see the module docs).
 pub(super) fn tag(index: usize) -> Uuid {
@@ -297,6 +311,10 @@ pub fn membership(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission
         ApiKey::JoinGroup => {
             let mut r: JoinGroupRequest = decode_request(req.api, req.version, body)?;
             match group_check(ctx, &r.group_id, Action::AlterGroup) {
+                Ok(pool) if group_limit(ctx, &pool).is_err() => {
+                    // JoinGroup has no error message; the gateway's log names the limit.
+                    local(req, &JoinGroupResponse::default().with_error_code(code::POLICY_VIOLATION))
+                }
                 Ok(pool) => {
                     let group = std::mem::replace(&mut r.group_id, pool).0;
                     let consumer = r.protocol_type.as_str() == CONSUMER_PROTOCOL;
@@ -572,7 +590,9 @@ pub fn offset_commit(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admiss
         t.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>()
     };
     let mut denied = Denied::default();
-    match group_check(ctx, &r.group_id, Action::AlterGroup) {
+    let checked = group_check(ctx, &r.group_id, Action::AlterGroup)
+        .and_then(|pool| group_limit(ctx, &pool).map(|()| pool).map_err(|_| code::POLICY_VIOLATION));
+    match checked {
         Err(code) => {
             let mut resp = OffsetCommitResponse::default();
             let all: Vec<_> =
@@ -944,7 +964,15 @@ pub fn consumer_group_heartbeat(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Re
     let refuse = |code: i16| local(req, &ConsumerGroupHeartbeatResponse::default().with_error_code(code));
     match group_check(ctx, &r.group_id, Action::AlterGroup) {
         Err(code) => return refuse(code),
-        Ok(pool) => r.group_id = pool,
+        Ok(pool) => {
+            if let Err(message) = group_limit(ctx, &pool) {
+                let resp = ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(code::POLICY_VIOLATION)
+                    .with_error_message(Some(StrBytes::from_string(message)));
+                return local(req, &resp);
+            }
+            r.group_id = pool
+        }
     }
     if let Some(names) = &mut r.subscribed_topic_names {
         if let Err(code) = subscribed_in(ctx, names) {
@@ -1046,7 +1074,15 @@ pub fn share_group_heartbeat(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Resul
     let refuse = |code: i16| local(req, &ShareGroupHeartbeatResponse::default().with_error_code(code));
     match group_check(ctx, &r.group_id, Action::AlterGroup) {
         Err(code) => return refuse(code),
-        Ok(pool) => r.group_id = pool,
+        Ok(pool) => {
+            if let Err(message) = group_limit(ctx, &pool) {
+                let resp = ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code::POLICY_VIOLATION)
+                    .with_error_message(Some(StrBytes::from_string(message)));
+                return local(req, &resp);
+            }
+            r.group_id = pool
+        }
     }
     if let Some(names) = &mut r.subscribed_topic_names {
         if let Err(code) = subscribed_in(ctx, names) {

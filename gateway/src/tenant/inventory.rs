@@ -1,19 +1,24 @@
-//! What each tenant holds in the pool: partitions per topic, and which topics are
-//! compacted, polled from the pool itself, for the partition-count limits of SPEC 7
-//! (2400 partitions, 120 of them compacted, by default).
+//! What each tenant holds in the pool: partitions per topic, which topics are
+//! compacted, and its groups, polled from the pool itself, for the partition-count and
+//! group-count limits of SPEC 7 (2400 partitions, 120 of them compacted, 500 groups, by
+//! default). Groups are listed with ListGroups on every broker (each lists the groups it
+//! coordinates); a group first used through this gateway counts at once.
 //!
 //! The pool is the truth (other gateway instances create topics too), so every poll
 //! replaces the counts; topics created through this gateway are added at once so that
 //! back-to-back creations see each other before the next poll. A topic's compaction is
 //! read once with DescribeConfigs: tenants can only set `cleanup.policy` at creation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, ListGroupsRequest, ListGroupsResponse, MetadataRequest,
+    MetadataResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_tenancy::TenantId;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +44,8 @@ pub struct TenantCounts {
 pub struct Inventory {
     /// Pool topic name → its count, for tenant topics only.
     topics: DashMap<String, TopicCount>,
+    /// Pool group ids of tenant groups.
+    groups: DashMap<String, ()>,
     /// Whether a poll has completed (before that, limits are not enforced: the gateway
     /// cannot tell, and refusing every creation would be worse).
     ready: AtomicBool,
@@ -93,9 +100,78 @@ impl Inventory {
         self.topics.remove(pool_name);
     }
 
+    /// Groups `tenant` holds.
+    pub fn group_count(&self, tenant: &str) -> u64 {
+        self.groups.iter().filter(|g| tenant_of(g.key()) == Some(tenant)).count() as u64
+    }
+
+    /// Whether the group `pool_group` may be used: a group the tenant holds always; a new
+    /// one only while the tenant holds fewer than `max` (it then counts at once).
+    /// `Err(held)` otherwise. Before the first poll every group is admitted.
+    pub fn admit_group(&self, pool_group: &str, max: u64) -> Result<(), u64> {
+        if self.groups.contains_key(pool_group) || !self.is_ready() {
+            return Ok(());
+        }
+        let Some(tenant) = tenant_of(pool_group) else { return Ok(()) };
+        let held = self.group_count(tenant);
+        if held >= max {
+            return Err(held);
+        }
+        self.groups.insert(pool_group.to_owned(), ());
+        Ok(())
+    }
+
+    /// Lists the groups of every broker in `brokers` (node id → address). The counts are
+    /// replaced only when every broker answered; otherwise groups are only added.
+    async fn poll_groups(&self, brokers: &[(i32, String)], conns: &mut HashMap<i32, KafkaConn>, access: &PoolAccess) {
+        let mut seen = HashSet::new();
+        let mut complete = true;
+        for (id, addr) in brokers {
+            let conn = match conns.get_mut(id) {
+                Some(c) => c,
+                None => match KafkaConn::connect(addr, access.connect_timeout, access.client_id, access.call_timeout).await {
+                    Ok(c) => conns.entry(*id).or_insert(c),
+                    Err(e) => {
+                        debug!(node = id, error = %e, "group inventory: broker unreachable");
+                        complete = false;
+                        continue;
+                    }
+                },
+            };
+            let listed: Result<ListGroupsResponse, _> =
+                conn.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default(), Duration::ZERO).await;
+            match listed {
+                Ok(resp) if resp.error_code == 0 => {
+                    for g in resp.groups {
+                        if tenant_of(g.group_id.0.as_str()).is_some() {
+                            seen.insert(g.group_id.0.to_string());
+                        }
+                    }
+                }
+                Ok(resp) => {
+                    debug!(node = id, code = resp.error_code, "group inventory: ListGroups failed");
+                    complete = false;
+                }
+                Err(e) => {
+                    debug!(node = id, error = %e, "group inventory: ListGroups failed");
+                    conns.remove(id);
+                    complete = false;
+                }
+            }
+        }
+        conns.retain(|id, _| brokers.iter().any(|(b, _)| b == id));
+        if complete {
+            self.groups.retain(|g, _| seen.contains(g));
+        }
+        for g in seen {
+            self.groups.insert(g, ());
+        }
+    }
+
     /// Polls the pool every `every` until cancelled.
     pub async fn run(&'static self, access: PoolAccess, every: Duration, cancel: CancellationToken) {
         let mut conn: Option<KafkaConn> = None;
+        let mut group_conns = HashMap::new();
         let mut failures = 0u32;
         loop {
             let result = match conn.as_mut() {
@@ -106,7 +182,13 @@ impl Inventory {
                 },
             };
             match result {
-                Ok(()) => failures = 0,
+                Ok(brokers) => {
+                    failures = 0;
+                    self.poll_groups(&brokers, &mut group_conns, &access).await;
+                    if !self.ready.swap(true, Ordering::Relaxed) {
+                        debug!(topics = self.topics.len(), groups = self.groups.len(), "tenant inventory ready");
+                    }
+                }
                 Err(e) => {
                     conn = None;
                     failures += 1;
@@ -122,7 +204,8 @@ impl Inventory {
         }
     }
 
-    async fn poll(&self, conn: &mut KafkaConn) -> Result<(), KafkaError> {
+    /// Polls topics; returns the pool's brokers (node id, address) for the group poll.
+    async fn poll(&self, conn: &mut KafkaConn) -> Result<Vec<(i32, String)>, KafkaError> {
         let md: MetadataResponse =
             conn.call(ApiKey::Metadata, METADATA_VERSION, &MetadataRequest::default().with_topics(None), Duration::ZERO).await?;
         let mut seen = HashSet::new();
@@ -166,10 +249,7 @@ impl Inventory {
                 }
             }
         }
-        if !self.ready.swap(true, Ordering::Relaxed) {
-            debug!(topics = self.topics.len(), "tenant inventory ready");
-        }
-        Ok(())
+        Ok(md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
     }
 }
 
@@ -195,5 +275,19 @@ mod tests {
         assert_eq!(tenant_of("acme."), None);
         inv.forget("acme.a");
         assert_eq!(inv.counts("acme").partitions, 2);
+    }
+
+    #[test]
+    fn new_groups_count_at_once_and_known_ones_always_pass() {
+        let inv = Inventory::default();
+        // Not polled yet: nothing is refused (and nothing recorded).
+        assert_eq!(inv.admit_group("acme.g0", 0), Ok(()));
+        inv.ready.store(true, Ordering::Relaxed);
+        assert_eq!(inv.admit_group("acme.g1", 2), Ok(()));
+        assert_eq!(inv.admit_group("acme.g2", 2), Ok(()));
+        assert_eq!(inv.admit_group("acme.g3", 2), Err(2));
+        assert_eq!(inv.admit_group("acme.g1", 2), Ok(()));
+        assert_eq!(inv.admit_group("acme-x.g1", 2), Ok(()));
+        assert_eq!(inv.group_count("acme"), 2);
     }
 }

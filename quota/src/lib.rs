@@ -15,6 +15,9 @@
 //!   so no request is ever refused for its size here (size limits are a separate check).
 //! - Quota changes replace the tenant's limiters ([`Quotas::tenant`]), so they apply to the
 //!   next request of every live connection without restarting any; the burst refills once.
+//! - Sub-quotas ([`Quotas::sub`], Kafka's client quotas on a tenant's users and client
+//!   ids) are further limiters a connection is charged against besides its tenant's; they
+//!   never exceed the tenant's own limit and are shared by everyone in the same group.
 //!
 //! This crate never depends on the gateway and owns no sockets.
 #![forbid(unsafe_code)]

@@ -30,6 +30,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// How long a reorder (no data copied) may take to complete before it is given up on.
 const REORDER_WAIT: Duration = Duration::from_secs(30);
 const ELECTION_TRIES: u32 = 10;
+const METADATA_LAG_TRIES: u32 = 15;
 
 pub const LEADER_RATE: &str = "leader.replication.throttled.rate";
 pub const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
@@ -235,16 +236,27 @@ impl Placement {
             if finished.is_empty() {
                 continue;
             }
-            let (_, parts) = self.admin.describe().await?;
             let mut touched: BTreeMap<&str, ()> = BTreeMap::new();
-            for m in finished {
-                touched.insert(m.topic.as_str(), ());
+            let reached = |parts: &[super::admin::PartitionInfo], m: &ReplicaMove| {
                 let now: Option<HashSet<i32>> = parts
                     .iter()
                     .find(|p| p.topic == m.topic && p.partition == m.partition)
                     .map(|p| p.replicas.iter().copied().collect());
-                let want: HashSet<i32> = m.to_replicas.iter().copied().collect();
-                if now.as_ref() == Some(&want) {
+                now == Some(m.to_replicas.iter().copied().collect())
+            };
+            // A broker's metadata may lag the controller's list by a moment: a move is taken
+            // for cancelled only when its target is still missing after a few seconds.
+            let (_, mut parts) = self.admin.describe().await?;
+            for _ in 0..METADATA_LAG_TRIES {
+                if finished.iter().all(|m| reached(&parts, m)) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                parts = self.admin.describe().await?.1;
+            }
+            for m in finished {
+                touched.insert(m.topic.as_str(), ());
+                if reached(&parts, m) {
                     progress.moves_done += 1;
                     progress.bytes_done += m.bytes;
                 } else {

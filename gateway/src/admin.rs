@@ -189,6 +189,15 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
         }
     };
     let scope = field("scope").unwrap_or_default();
+    // sluice's own scopes are granted only as the client's document allows (RFC 6749
+    // 3.3); other scopes pass through for the client's own use.
+    if let Some(refused) = scope
+        .split_whitespace()
+        .find(|s| s.starts_with("sluice:") && !record.scopes.iter().any(|allowed| allowed == s))
+    {
+        warn!(client_id = %record.client_id, scope = refused, "token request for a scope the client does not hold");
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("this client may not request {refused}"));
+    }
     let (now, exp) = now_and_expiry(issuer.token_ttl);
     let minted = issuer.key.mint(&Claims {
         iss: &issuer.url,

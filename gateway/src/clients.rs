@@ -58,6 +58,8 @@ pub struct VerifiedClient {
     pub tenant: TenantId,
     pub subject: String,
     pub policies: Option<Vec<String>>,
+    /// sluice scopes the client may ask for.
+    pub scopes: Vec<String>,
 }
 
 fn random_token(bytes: usize) -> String {
@@ -99,6 +101,7 @@ pub fn authenticate(snapshot: &TenantsSnapshot, client_id: &str, secret: &str) -
         tenant: tenant.doc.id.clone(),
         subject: client.subject.clone(),
         policies: client.policies.clone(),
+        scopes: client.scopes.clone(),
     })
 }
 
@@ -111,6 +114,7 @@ pub async fn create(
     name: &str,
     subject: Option<String>,
     policies: Option<Vec<String>>,
+    scopes: Vec<String>,
 ) -> Result<NewClient, ClientError> {
     if !valid_client_name(name) {
         return Err(ClientError::BadName(name.to_owned()));
@@ -119,7 +123,7 @@ pub async fn create(
     let secret = new_secret();
     let secret_hash = hash_secret(&secret)?;
     let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let client = OAuthClient { secret_hash, subject: subject.unwrap_or_else(|| id.clone()), policies, created_at };
+    let client = OAuthClient { secret_hash, subject: subject.unwrap_or_else(|| id.clone()), policies, created_at, scopes };
     update(store, tenant, |doc| {
         if doc.clients.contains_key(name) {
             return Err(ClientError::Exists(id.clone()));
@@ -186,7 +190,7 @@ mod tests {
         let hash = hash_secret(secret).unwrap();
         doc.clients.insert(
             name.into(),
-            OAuthClient { secret_hash: hash, subject: "alice".into(), policies: None, created_at: 1 },
+            OAuthClient { secret_hash: hash, subject: "alice".into(), policies: None, created_at: 1, scopes: Vec::new() },
         );
         let mut s = TenantsSnapshot::new();
         let (k, v) = encode_record(&doc, 1);

@@ -179,6 +179,10 @@ enum ClientCommand {
         /// the subject's attached policies apply).
         #[arg(long, value_delimiter = ',')]
         policies: Option<Vec<String>>,
+        /// sluice scopes its tokens may ask for: `sluice:admin` makes it a tenant admin of
+        /// the HTTP API.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
     },
     /// Print a tenant's clients (every tenant's without --tenant), one JSON line each,
     /// without secrets or hashes.
@@ -454,10 +458,10 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
 
 async fn client_command(command: ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Create { store, tenant, name, subject, policies } => {
+        ClientCommand::Create { store, tenant, name, subject, policies, scopes } => {
             let tenant: TenantId = tenant.parse().context("--tenant")?;
             let store = open_store(&store).await?;
-            let created = clients::create(&store, &tenant, &name, subject, policies).await?;
+            let created = clients::create(&store, &tenant, &name, subject, policies, scopes).await?;
             println!("{}", serde_json::json!({"client_id": created.client_id, "client_secret": created.secret}));
             eprintln!("The secret is shown only now; sluice stores only its argon2 hash.");
             Ok(())

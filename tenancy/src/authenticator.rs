@@ -164,12 +164,12 @@ impl Authenticator {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Verifies a compact JWT (without any `Bearer ` prefix) and returns its principal.
+    /// Verifies a compact JWT (without any `Bearer ` prefix) and returns its claims.
     ///
     /// Async because an unknown `kid` triggers one JWKS refresh for the issuer (single flight,
     /// at most once per `refresh_min_interval_secs`); otherwise it does not wait. Fails with the
     /// [`AuthError`] naming the first check the token failed.
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn verified_claims(&self, token: &str) -> Result<(&IssuerSettings, Map<String, Value>), AuthError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
             return Err(AuthError::Oversize {
@@ -207,8 +207,67 @@ impl Authenticator {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
             .map_err(|e| jwt_error(e.into_kind(), settings, &header.alg))?
             .claims;
-        principal(settings, claims, &*inner.tenants)
+        Ok((settings, claims))
     }
+
+    /// Verifies a compact JWT (without any `Bearer ` prefix) for the Kafka listeners and
+    /// returns the tenant principal it names.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let (settings, claims) = self.verified_claims(token).await?;
+        principal(settings, claims, &*self.inner.tenants)
+    }
+
+    /// Verifies a bearer token for the admin API: the same checks as [`Self::verify`], but
+    /// `sluice:tenant` is optional (operator tokens have none) and the OAuth `scope` claim
+    /// (space-separated string, or `scp` as an array) is returned.
+    pub async fn verify_admin(&self, token: &str) -> Result<AdminPrincipal, AuthError> {
+        let (settings, mut claims) = self.verified_claims(token).await?;
+        let subject = match claims.remove("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            _ => return Err(AuthError::MissingSubject),
+        };
+        let tenant = match claims.remove("sluice:tenant") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                s.parse::<TenantId>()
+                    .map_err(|_| AuthError::InvalidTenantId { value: quoted(&s) })?,
+            ),
+            Some(other) => {
+                return Err(AuthError::InvalidTenantId {
+                    value: format!("(a JSON {})", json_type(&other)),
+                })
+            }
+        };
+        let mut scopes: Vec<String> = match claims.remove("scope") {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(Value::Array(items)) = claims.remove("scp") {
+            scopes.extend(items.into_iter().filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            }));
+        }
+        Ok(AdminPrincipal {
+            subject,
+            tenant,
+            scopes,
+            issuer: settings.issuer.clone(),
+        })
+    }
+}
+
+/// Who called the admin API, from a verified bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPrincipal {
+    /// `sub`.
+    pub subject: String,
+    /// `sluice:tenant`, when present (tenant-admin tokens are bound to one).
+    pub tenant: Option<TenantId>,
+    /// OAuth scopes (`scope` or `scp`).
+    pub scopes: Vec<String>,
+    /// The issuer that signed the token (its configured `issuer`).
+    pub issuer: String,
 }
 
 impl Issuer {

@@ -31,7 +31,7 @@ pub mod store;
 mod tenant;
 pub mod topic_config;
 
-pub use authenticator::{Authenticator, Principal};
+pub use authenticator::{AdminPrincipal, Authenticator, Principal};
 pub use config::IssuerConfig;
 pub use error::{AuthError, TenancyError};
 pub use names::{NameError, Namespace};

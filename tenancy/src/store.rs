@@ -85,7 +85,16 @@ pub struct OAuthClient {
     pub policies: Option<Vec<String>>,
     /// When the client was created, seconds since the Unix epoch.
     pub created_at: u64,
+    /// sluice scopes its tokens may carry when asked for: only [`ADMIN_SCOPE`] (tenant
+    /// admin over the HTTP API). Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
+
+/// The OAuth scope of tenant-admin tokens for the HTTP API (SPEC 9).
+pub const ADMIN_SCOPE: &str = "sluice:admin";
+/// The OAuth scope of operator tokens; never granted to a tenant's client.
+pub const OPERATOR_SCOPE: &str = "sluice:operator";
 
 /// Whether `name` is a valid client name: `[A-Za-z0-9._-]{1,64}`.
 pub fn valid_client_name(name: &str) -> bool {
@@ -163,6 +172,14 @@ pub enum DocError {
         /// The missing policy name.
         policy: String,
     },
+    /// A client may only hold [`ADMIN_SCOPE`].
+    #[error("clients.{client}.scopes: {scope:?} cannot be granted to a tenant's client (only sluice:admin)")]
+    ClientScope {
+        /// The client name.
+        client: String,
+        /// The scope.
+        scope: String,
+    },
     /// A client's subject is empty.
     #[error("clients.{client}.subject is empty")]
     EmptyClientSubject {
@@ -225,6 +242,9 @@ impl TenantDoc {
             }
             if !entry.secret_hash.starts_with("$argon2") {
                 return Err(DocError::ClientSecretNotHashed { client: client() });
+            }
+            if let Some(scope) = entry.scopes.iter().find(|s| s.as_str() != ADMIN_SCOPE) {
+                return Err(DocError::ClientScope { client: client(), scope: scope.clone() });
             }
             if let Some(missing) = entry.policies.iter().flatten().find(|p| !self.policies.contains_key(*p)) {
                 return Err(DocError::UnknownClientPolicy { client: client(), policy: missing.clone() });
@@ -603,6 +623,7 @@ mod tests {
             subject: subject.into(),
             policies,
             created_at: 1,
+            scopes: Vec::new(),
         }
     }
 
@@ -639,6 +660,9 @@ mod tests {
         assert_eq!(bad.validate(), Err(DocError::EmptyClientSubject { client: "x".into() }));
         let mut bad = d.clone();
         bad.clients.insert("x".into(), OAuthClient { secret_hash: "plain-secret".into(), ..client("x", None) });
+        let mut operator = doc("acme");
+        operator.clients.insert("ops".into(), OAuthClient { scopes: vec![OPERATOR_SCOPE.into()], ..client("x", None) });
+        assert!(matches!(operator.validate(), Err(DocError::ClientScope { .. })));
         assert_eq!(bad.validate(), Err(DocError::ClientSecretNotHashed { client: "x".into() }));
         // A record with an invalid client is not applied.
         let mut s = TenantsSnapshot::new();

@@ -390,3 +390,62 @@ def test_added_broker_receives_its_share(tenant):
         if started:
             time.sleep(2)
             subprocess.run([str(ROOT / "deploy" / "pool.sh"), "stop-broker", "4"], check=True, cwd=ROOT, timeout=240)
+
+
+def test_gateway_killed_mid_plan_is_recovered_by_the_next(tenant, placement_gateway, tmp_path):
+    """A rebalancing gateway is killed (-9) while its throttled moves run. The reassignments
+    go on in the pool; the next gateway takes the lease once it expires, finds the plan's
+    record in `__sluice_placement`, waits for the reassignments to finish, then elects and
+    removes the throttles the dead one set."""
+    from confluent_kafka import Producer
+    adm = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    pool_topic = tenant.pool_name("slow")
+    adm.create_topics([NewTopic(pool_topic, num_partitions=3, replica_assignment=[[1, 2], [2, 1], [1, 3]],
+                                config={"min.insync.replicas": "1"})])[pool_topic].result(30)
+    prod = Producer({"bootstrap.servers": POOL_BOOTSTRAP, "linger.ms": 20, "acks": "all"})
+    for i in range(450):  # 1.5 MB per partition
+        prod.produce(pool_topic, value=b"s" * 10_000, partition=i % 3)
+        prod.poll(0)
+    assert prod.flush(60) == 0
+    time.sleep(2)
+    keys = placement_gateway.env.keys
+    extra = sasl_auth_config(keys) + (f'\n[placement]\nenabled = true\ninterval_secs = 5\ntenants = ["{tenant.id}"]\n'
+                                      'drain = [1, 4]\nthrottle_bytes_per_sec = 50000\nmax_concurrent_moves = 3\n')
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_gateway(tmp_path / "a", extra, auth="sasl")
+    b = None
+    try:
+        deadline = time.time() + 60
+        while True:
+            st = placement("status", "--tenant", tenant.id)[-1]
+            if st["applying"] and [r for r in st["reassignments"] if r["topic"] == pool_topic]:
+                break
+            assert time.time() < deadline, (st, a.log()[-3000:])
+            time.sleep(0.5)
+        a.proc.kill()
+        a.proc.wait(10)
+        killed_at = time.time()
+        owner = st["applying"]["owner"]
+        assert owner.startswith("gw-"), st
+        assert throttles_left(adm, pool_topic), "no throttle while the dead gateway's moves run"
+
+        b = start_gateway(tmp_path / "b", extra, auth="sasl")
+        deadline = time.time() + 240
+        while True:
+            st = placement("status", "--tenant", tenant.id)[-1]
+            parts = pool_partitions(adm, pool_topic)
+            if (st["applying"] is None and not st["reassignments"]
+                    and not any(1 in r or l == 1 for r, l, _ in parts.values())):
+                break
+            assert time.time() < deadline, (st, parts, b.log()[-3000:])
+            time.sleep(1)
+        print(f"\nrestart: recovered {time.time() - killed_at:.1f} s after the kill; layout {parts}")
+        assert "cleaned up after an interrupted plan" in b.log(), b.log()[-3000:]
+        assert throttles_left(adm, pool_topic) == []
+        for r, _, _ in parts.values():
+            assert len({RACK[x] for x in r}) == 2, parts
+    finally:
+        for g in (a, b):
+            if g is not None and g.proc.poll() is None:
+                stop_gateway(g)

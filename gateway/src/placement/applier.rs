@@ -104,7 +104,7 @@ impl Placement {
         let mut topics: Vec<String> = if throttle > 0 { plan.moves.iter().map(|m| m.topic.clone()).collect() } else { Vec::new() };
         topics.sort();
         topics.dedup();
-        let mut record = ApplierState {
+        let record = ApplierState {
             owner: self.me.clone(),
             started_ms: now_ms(),
             throttled_brokers: brokers.clone(),
@@ -172,7 +172,6 @@ impl Placement {
             done?;
         }
         self.cleanup(&record).await?;
-        record.moves.clear();
         self.state.put::<ApplierState>(KEY_APPLIER, None).await?;
         progress.elapsed_secs = started.elapsed().as_secs_f64();
         on_progress(&progress);

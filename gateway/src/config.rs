@@ -629,10 +629,10 @@ impl PlacementSettings {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !(self.imbalance_threshold >= 1.0) {
+        if self.imbalance_threshold.is_nan() || self.imbalance_threshold < 1.0 {
             return Err("placement.imbalance_threshold must be at least 1.0".into());
         }
-        if !(self.min_improvement >= 0.0) {
+        if self.min_improvement.is_nan() || self.min_improvement < 0.0 {
             return Err("placement.min_improvement must not be negative".into());
         }
         if self.max_concurrent_moves == 0 {

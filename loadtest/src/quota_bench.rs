@@ -197,10 +197,13 @@ pub struct Flood {
 pub struct NoisyRound {
     pub round: u32,
     pub alone_p50_ms: f64,
+    pub alone_p95_ms: f64,
     pub alone_p99_ms: f64,
     pub flood_p50_ms: f64,
+    pub flood_p95_ms: f64,
     pub flood_p99_ms: f64,
     pub p50_change: Option<f64>,
+    pub p95_change: Option<f64>,
     pub p99_change: Option<f64>,
 }
 
@@ -211,6 +214,7 @@ pub struct Noisy {
     pub runs: Vec<VictimRun>,
     pub rounds: Vec<NoisyRound>,
     pub median_p99_change: Option<f64>,
+    pub median_p95_change: Option<f64>,
     pub median_p50_change: Option<f64>,
     /// Relative p99 change between consecutive alone runs: the machine's own noise.
     pub alone_to_alone_p99_changes: Vec<f64>,
@@ -282,12 +286,15 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     let topics = Topics::new(&run, &ids, params.tenant_partitions);
     eprintln!("[quota-bench] work dir {}", setup.work_dir.display());
     let mut pool = PoolClient::new(&setup.pool_bootstrap);
-    pool.create_topics(&topics.all())
-        .context("creating the benchmark topics in the pool")?;
+    let names: Vec<String> = topics.all().into_iter().map(|(n, _)| n).collect();
+    if let Err(e) = pool.create_topics(&topics.all()) {
+        // Some may have been created before the failure.
+        let _ = pool.delete_topics(&names);
+        return Err(e).context("creating the benchmark topics in the pool");
+    }
 
     let result = run_with_topics(params, setup, &ids, &topics, started);
 
-    let names: Vec<String> = topics.all().into_iter().map(|(n, _)| n).collect();
     match pool.delete_topics(&names) {
         Ok(failed) if failed.is_empty() => {}
         Ok(failed) => eprintln!("[quota-bench] warning: topics not deleted: {failed:?}"),
@@ -1023,7 +1030,8 @@ impl Bench<'_> {
         }
         let p99: Vec<f64> = runs.iter().map(|r| r.result.p99_ms).collect();
         let p50: Vec<f64> = runs.iter().map(|r| r.result.p50_ms).collect();
-        let rounds = noisy_rounds(&p50, &p99);
+        let p95: Vec<f64> = runs.iter().map(|r| r.result.p95_ms).collect();
+        let rounds = noisy_rounds(&p50, &p95, &p99);
         let changes = |f: fn(&NoisyRound) -> Option<f64>| {
             median(&rounds.iter().filter_map(f).collect::<Vec<_>>())
         };
@@ -1031,6 +1039,7 @@ impl Bench<'_> {
             victim_rate: p.victim_rate,
             victim_records,
             median_p99_change: changes(|r| r.p99_change),
+            median_p95_change: changes(|r| r.p95_change),
             median_p50_change: changes(|r| r.p50_change),
             alone_to_alone_p99_changes: alone_changes(&p99),
             rounds,
@@ -1141,22 +1150,28 @@ struct AccuracyInput {
     tool_line: String,
 }
 
-/// Each flood run (odd index) against the mean of the alone runs around it.
-pub fn noisy_rounds(p50: &[f64], p99: &[f64]) -> Vec<NoisyRound> {
+/// Each flood run (odd index) against the mean of the alone runs around it, for
+/// the p50, p95 and p99 series of the runs in order.
+pub fn noisy_rounds(p50: &[f64], p95: &[f64], p99: &[f64]) -> Vec<NoisyRound> {
     let mut out = Vec::new();
     let mut i = 1;
-    while i + 1 < p99.len().min(p50.len()) {
-        let alone50 = (p50[i - 1] + p50[i + 1]) / 2.0;
-        let alone99 = (p99[i - 1] + p99[i + 1]) / 2.0;
-        let change = |with: f64, alone: f64| (alone > 0.0).then(|| with / alone - 1.0);
+    while i + 1 < p99.len().min(p50.len()).min(p95.len()) {
+        let alone = |s: &[f64]| (s[i - 1] + s[i + 1]) / 2.0;
+        let change = |s: &[f64]| {
+            let a = alone(s);
+            (a > 0.0).then(|| s[i] / a - 1.0)
+        };
         out.push(NoisyRound {
             round: (i / 2 + 1) as u32,
-            alone_p50_ms: alone50,
-            alone_p99_ms: alone99,
+            alone_p50_ms: alone(p50),
+            alone_p95_ms: alone(p95),
+            alone_p99_ms: alone(p99),
             flood_p50_ms: p50[i],
+            flood_p95_ms: p95[i],
             flood_p99_ms: p99[i],
-            p50_change: change(p50[i], alone50),
-            p99_change: change(p99[i], alone99),
+            p50_change: change(p50),
+            p95_change: change(p95),
+            p99_change: change(p99),
         });
         i += 2;
     }
@@ -1304,10 +1319,23 @@ fn producer_args(
         format!("linger.ms={}", p.linger_ms),
         format!("client.id=quota-bench-{label}"),
     ]);
+    if props.is_some() {
+        // A small send buffer keeps the overload sustained to the end: with the default
+        // 32 MiB the tool stops offering after half the run and the producer drains a
+        // backlog unevenly over the partitions, so the end of the run is no longer a
+        // client pushing 2x. Sends block instead when it is full.
+        args.push(format!("buffer.memory={}", buffer_memory(p)));
+    }
     if print_metrics {
         args.push("--print-metrics".into());
     }
     args
+}
+
+/// The quota phases' producer buffer: 16 batches, at least 1 MiB (a smaller one
+/// starves a producer whose batches wait out throttles on several connections).
+fn buffer_memory(p: &Params) -> u64 {
+    (16 * u64::from(p.batch_size)).max(1 << 20)
 }
 
 /// The victim: a fixed modest rate, no lingering (latency is what is measured).
@@ -1539,15 +1567,16 @@ pub fn markdown(r: &Report) -> String {
         p.flood_factor,
         q.partition / 1024
     );
-    let _ = writeln!(o, "| run | flood | p50 ms | p99 ms | avg ms | max ms | victim throttle max ms | CPU pressure (PSI some) | load 1 min after | flood steady / quota | flood outlasted the run |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| run | flood | p50 ms | p95 ms | p99 ms | avg ms | max ms | victim throttle max ms | CPU pressure (PSI some) | load 1 min after | flood steady / quota | flood outlasted the run |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for v in &n.runs {
         let _ = writeln!(
             o,
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {:.2} | {} | {} |",
             v.index,
             if v.with_flood { "yes" } else { "no" },
             v.result.p50_ms,
+            v.result.p95_ms,
             v.result.p99_ms,
             v.result.avg_latency_ms,
             v.result.max_latency_ms,
@@ -1566,24 +1595,28 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "| round | alone p50 / p99 ms (mean of neighbours) | with flood p50 / p99 ms | p50 change | p99 change |\n|---|---|---|---|---|");
+    let _ = writeln!(o, "| round | alone p50 / p95 / p99 ms (mean of neighbours) | with flood p50 / p95 / p99 ms | p50 change | p95 change | p99 change |\n|---|---|---|---|---|---|");
     for rd in &n.rounds {
         let _ = writeln!(
             o,
-            "| {} | {:.1} / {:.1} | {:.0} / {:.0} | {} | {} |",
+            "| {} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} | {} | {} | {} |",
             rd.round,
             rd.alone_p50_ms,
+            rd.alone_p95_ms,
             rd.alone_p99_ms,
             rd.flood_p50_ms,
+            rd.flood_p95_ms,
             rd.flood_p99_ms,
             pct(rd.p50_change),
+            pct(rd.p95_change),
             pct(rd.p99_change)
         );
     }
     let _ = writeln!(
         o,
-        "\nMedian change: p50 {}, p99 {}. The machine's own noise, alone run to the next alone run, p99: {}.\n",
+        "\nMedian change: p50 {}, p95 {}, p99 {}. The machine's own noise, alone run to the next alone run, p99: {}.\n",
         pct(n.median_p50_change),
+        pct(n.median_p95_change),
         pct(n.median_p99_change),
         n.alone_to_alone_p99_changes
             .iter()
@@ -1653,7 +1686,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "## Method\n");
     let _ = writeln!(o, "- Pool: the shared 3-broker KRaft pool on loopback (`deploy/pool.sh`), RF 3, acks=all. Everything — brokers, gateway, JVM clients, this program and unrelated work — shares {} CPUs.", m.nproc);
     let _ = writeln!(o, "- Gateway: `sluice serve` started by the benchmark with `listener.auth = \"sasl\"` (PLAIN carrying a JWT minted by `sluice token mint` for one EdDSA issuer). Four tenants written with `sluice tenant put` before it starts (ids in `quotas.json`), each allowing its principals everything, with only the `limits` a phase needs scaled down (the others at {} MiB/s); deleted afterwards, like the topics.", UNLIMITED >> 20);
-    let _ = writeln!(o, "- Clients: Kafka's ProducerPerformance / ConsumerPerformance ({}) authenticating as the tenant; quota phases use {} B records, batch.size={}, linger.ms={}.", m.kafka_version, p.record_size, p.batch_size, p.linger_ms);
+    let _ = writeln!(o, "- Clients: Kafka's ProducerPerformance / ConsumerPerformance ({}) authenticating as the tenant; quota phases use {} B records, batch.size={}, linger.ms={}, buffer.memory={} (16 batches or 1 MiB, so the producer stays backlogged and keeps offering the overload to the very end instead of draining a 32 MiB backlog unevenly over the partitions).", m.kafka_version, p.record_size, p.batch_size, p.linger_ms, buffer_memory(p));
     let _ = writeln!(o, "- Direct capacity first: full-speed produce straight to the pool on 1 and {} partitions. A quota is lowered when the pool could not carry {:.1}× it with 10% to spare, so the overload is real.", p.tenant_partitions, p.overload);
     let _ = writeln!(o, "- Write phases: the producer offers {:.1}× the quota (`--throughput`) for about {:.0} s at the quota. The pool is read straight every {} ms: the leaders' log sizes (DescribeLogDirs; the record batches as sent, which is what the gateway charges) and end offsets (ListOffsets). Achieved = charged bytes/s over the steady window; payload = records × record size over the same window.", p.overload, p.measure_s + p.settle_s, p.sample_ms);
     let _ = writeln!(o, "- Read phase: the partition is filled straight in the pool, read straight once (the read rate the pool offers, shown as \"offered\"), then read through the gateway by ConsumerPerformance with `--show-detailed-stats --reporting-interval 1000` and fetches capped at one batch (`max.partition.fetch.bytes` = `fetch.max.bytes` = batch.size; at the default 1 MiB one throttled fetch carries two seconds of quota); its cumulative MB per line, times the partition's batch-bytes/payload ratio, gives charged bytes. Reading starts at the first line's time less its fetch time (the group join is excluded).");
@@ -1720,19 +1753,20 @@ mod tests {
     fn flood_rounds_against_neighbouring_alone_runs() {
         // alone, flood, alone, flood, alone
         let p99 = [10.0, 13.0, 12.0, 11.0, 10.0];
+        let p95 = [5.0, 5.0, 5.0, 5.0, 5.0];
         let p50 = [2.0, 2.0, 2.0, 3.0, 2.0];
-        let r = noisy_rounds(&p50, &p99);
+        let r = noisy_rounds(&p50, &p95, &p99);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].alone_p99_ms, 11.0);
         assert!((r[0].p99_change.unwrap() - (13.0 / 11.0 - 1.0)).abs() < 1e-12);
         assert_eq!(r[1].round, 2);
         assert_eq!(r[1].p99_change, Some(0.0));
         assert!((r[1].p50_change.unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(r[0].p95_change, Some(0.0));
         // A flood run with no alone run after it is not paired.
-        assert_eq!(noisy_rounds(&p50[..4], &p99[..4]).len(), 1);
-        assert!(noisy_rounds(&[0.0, 1.0, 0.0], &[0.0, 1.0, 0.0])[0]
-            .p99_change
-            .is_none());
+        assert_eq!(noisy_rounds(&p50[..4], &p95[..4], &p99[..4]).len(), 1);
+        let zero = [0.0, 1.0, 0.0];
+        assert!(noisy_rounds(&zero, &zero, &zero)[0].p99_change.is_none());
         let a = alone_changes(&p99);
         assert_eq!(a.len(), 2);
         assert!((a[0] - 0.2).abs() < 1e-12 && (a[1] + 1.0 / 6.0).abs() < 1e-12);
@@ -1777,14 +1811,18 @@ mod tests {
                 .map(|c| NoisyRound {
                     round: 1,
                     alone_p50_ms: 1.0,
+                    alone_p95_ms: 1.0,
                     alone_p99_ms: 1.0,
                     flood_p50_ms: 1.0,
+                    flood_p95_ms: 1.0,
                     flood_p99_ms: 1.0,
                     p50_change: None,
+                    p95_change: None,
                     p99_change: Some(*c),
                 })
                 .collect(),
             median_p99_change: median(changes),
+            median_p95_change: None,
             median_p50_change: None,
             alone_to_alone_p99_changes: vec![],
         };
@@ -1835,6 +1873,18 @@ mod tests {
             .any(|w| w == ["--producer.config", "/w/a.properties"]));
         assert!(!gw.iter().any(|a| a.starts_with("bootstrap.servers")));
         assert!(gw.contains(&"batch.size=65536".to_string()));
+        assert!(gw.contains(&"buffer.memory=1048576".to_string()));
+        assert!(!direct.iter().any(|a| a.starts_with("buffer.memory")));
+        let small = Params {
+            batch_size: 16_384,
+            ..params()
+        };
+        assert_eq!(buffer_memory(&small), 1 << 20);
+        let big = Params {
+            batch_size: 1 << 20,
+            ..params()
+        };
+        assert_eq!(buffer_memory(&big), 16 << 20);
         let doc = tenant_doc("qb1-p", &serde_json::json!({"produce_bytes_per_sec": 5}));
         assert_eq!(doc["limits"]["produce_bytes_per_sec"], 5);
         assert_eq!(doc["principals"]["*"]["policies"][0], "all");

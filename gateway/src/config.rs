@@ -36,6 +36,8 @@ struct RawConfig {
     quotas: RawQuotas,
     #[serde(default)]
     placement: PlacementSettings,
+    #[serde(default)]
+    metrics: MetricsSettings,
 }
 
 /// `[quotas]`: the byte rates every tenant gets unless its document overrides them
@@ -303,6 +305,8 @@ pub struct Config {
     pub quotas: sluice_quota::QuotaConfig,
     /// Placement and rebalancing (`[placement]`).
     pub placement: PlacementSettings,
+    /// Pool-side metrics (`[metrics]`).
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -435,6 +439,7 @@ impl Config {
                 }
                 raw.placement
             },
+            metrics: MetricsSettings { pool_poll_ms: raw.metrics.pool_poll_ms.max(500) },
             store: {
                 if raw.store.topic.trim().is_empty() {
                     return invalid("store.topic is empty".into());
@@ -552,6 +557,21 @@ bootstrap = ["127.0.0.1:29091"]
         assert!(err.to_string().contains("max_frame_byts"), "{err}");
         let err = Config::parse(&BASE.replace("127.0.0.1:29091", "nohost"), "t").unwrap_err();
         assert!(err.to_string().contains("nohost"), "{err}");
+    }
+}
+
+/// `[metrics]`: how the pool-side series of `/metrics` are gathered.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Milliseconds between two polls of storage (DescribeLogDirs) and consumer lag
+    /// (ListGroups, OffsetFetch, ListOffsets) on every pool broker; at least 500.
+    pub pool_poll_ms: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { pool_poll_ms: 15_000 }
     }
 }
 

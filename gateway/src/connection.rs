@@ -121,7 +121,7 @@ impl ConnError {
 enum Pending {
     /// Forwarded; the broker's response is read, checked and maybe rewritten. On tenant
     /// connections `tenant` carries the mapping plan for the response.
-    Upstream { correlation_id: i32, api: ApiKey, version: i16, tenant: Option<(Plan, SharedView)> },
+    Upstream { correlation_id: i32, api: ApiKey, version: i16, tenant: Option<(Plan, SharedView)>, started: std::time::Instant },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),
     /// Answered by the gateway once its own I/O is done (a tenant-store write).
@@ -369,7 +369,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let (upstream_read, upstream_write) = upstream.into_split();
     let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
     let reader =
-        client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, advertised, peer);
+        client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, advertised, peer, node);
     let writer = pool_to_client(FrameReader::new(upstream_read), BufWriter::new(client_write), rx, shared, advertised);
     tokio::pin!(reader, writer);
     let mut reader_done = false;
@@ -398,6 +398,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
     shared: &Shared,
     advertised: &Advertised,
     peer: SocketAddr,
+    node: Option<i32>,
 ) -> Result<(), ConnError> {
     let limits = shared.config.limits;
     let mut first_request = true;
@@ -434,6 +435,8 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
             return upstream.flush().await.map_err(ConnError::UpstreamIo);
         };
+        // Latency is measured from here, the request read, to its response written.
+        let started = std::time::Instant::now();
         first_request = false;
         if let (Some(sess), Some(settings)) = (session.as_mut(), shared.sasl.as_ref()) {
             if sess.expects_raw_token() {
@@ -577,6 +580,8 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             let body = frame.0.slice(4 + body_at..);
             let (admission, out) = {
                 let mut view = lock(&state.view);
+                view.meters.bind_broker(node);
+                view.meters.tenant.request(api);
                 // Over the tenant's request rate or the user's/client's share of it: served,
                 // then held (Kafka delays clients over a request quota the same way).
                 let own = view.subs.requests.as_ref().map_or(Ok(()), |s| s.check(1));
@@ -602,12 +607,16 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                             api,
                             version: header.api_version,
                             tenant: Some((plan, state.view.clone())),
+                            started,
                         };
                         send_pending(&pending, entry).await?;
                     }
                     upstream.write_all(&out).await.map_err(ConnError::UpstreamIo)?;
                 }
-                (Admission::Answer(answer), _) if expects_response => send_pending(&pending, Pending::Local(answer)).await?,
+                (Admission::Answer(answer), _) if expects_response => {
+                    lock(&state.view).meters.tenant.count_errors(api, header.api_version, &answer);
+                    send_pending(&pending, Pending::Local(answer)).await?
+                }
                 (Admission::Later(answer), _) if expects_response => send_pending(&pending, Pending::Later(answer)).await?,
                 _ => {}
             }
@@ -616,7 +625,13 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         if expects_response {
             send_pending(
                 &pending,
-                Pending::Upstream { correlation_id: header.correlation_id, api, version: header.api_version, tenant: None },
+                Pending::Upstream {
+                    correlation_id: header.correlation_id,
+                    api,
+                    version: header.api_version,
+                    tenant: None,
+                    started,
+                },
             )
             .await?;
         }
@@ -627,7 +642,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
 /// Counts a failed authentication and holds the answer longer the more this source
 /// (and, for tokens whose signature held, this principal) has failed.
 async fn hold_failure(shared: &Shared, peer: SocketAddr, rejection: &Rejection, claimed: Option<&str>) {
-    metrics::counter!("sluice_auth_failures_total").increment(1);
+    crate::meters::auth_failure(crate::meters::known_tenant(&shared.tenants, claimed));
     let principal = if rejection.authentic { claimed } else { None };
     tokio::time::sleep(shared.guard.failed(peer.ip(), principal)).await;
 }
@@ -664,7 +679,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                 tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
                 return Err(ConnError::AuthenticationFailed(reason));
             }
-            Pending::Upstream { correlation_id, api, version, tenant } => {
+            Pending::Upstream { correlation_id, api, version, tenant, started } => {
                 if !upstream.has_buffered_frame(UPSTREAM_LIMITS.max_frame) {
                     client.flush().await.map_err(ConnError::ClientIo)?;
                 }
@@ -674,6 +689,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                     .map_err(ConnError::UpstreamFrame)?
                     .ok_or(ConnError::UpstreamClosed { pending: pending.len() + 1 })?;
                 let mut observed = Observed::default();
+                let mut meters = None;
                 let mapped = match tenant {
                     Some((plan, view)) => {
                         let (corr, body_at) = parse_response_header(frame.payload(), api, version)?;
@@ -682,6 +698,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                         }
                         let body = frame.0.slice(4 + body_at..);
                         let mut view = lock(&view);
+                        meters = Some(view.meters.tenant.clone());
                         let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
                         let req = Req { api, version, correlation_id };
                         tenant::respond(&mut ctx, req, plan, body, advertised, &mut observed)?
@@ -695,7 +712,11 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                 if !observed.brokers.is_empty() {
                     shared.pool.observe(observed.brokers);
                 }
+                if let Some(m) = meters {
+                    m.count_errors(api, version, &out);
+                }
                 client.write_all(&out).await.map_err(ConnError::ClientIo)?;
+                crate::meters::latency(api, started.elapsed());
             }
         }
         if pending.is_empty() {

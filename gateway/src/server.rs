@@ -205,6 +205,19 @@ impl Gateway {
             shared.config.metadata_refresh,
             cancel.child_token(),
         );
+        // Storage and consumer lag per tenant for /metrics, and the recorder's upkeep.
+        tasks.spawn(crate::pool_metrics::run(
+            crate::kclient::PoolAccess {
+                bootstrap: shared.config.pool_bootstrap.clone(),
+                connect_timeout: shared.config.connect_timeout,
+                call_timeout: Duration::from_secs(10),
+                client_id: "sluice-metrics",
+            },
+            shared.tenants.clone(),
+            Duration::from_millis(shared.config.metrics.pool_poll_ms),
+            cancel.child_token(),
+        ));
+        tasks.spawn(crate::telemetry::upkeep(cancel.child_token()));
         // Load sampling and reports; the rebalancer when [placement] enabled (one lease holder).
         tasks.spawn(crate::placement::rebalancer::run(
             crate::placement::Placement::new(

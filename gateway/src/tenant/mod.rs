@@ -237,6 +237,8 @@ pub struct TenantView {
     /// The tenant's stored document as of the last store change this connection applied,
     /// and the store to write client-quota changes to (unset in unit tests).
     pub tenant: Option<(Arc<StoredTenant>, crate::store::TenantStore)>,
+    /// Prometheus handles of this tenant (and of the pool broker, set by the connection).
+    pub meters: crate::meters::ConnMeters,
 }
 
 /// The sub-quota limiters one connection is charged against, besides its tenant's.
@@ -250,6 +252,7 @@ pub struct SubQuotas {
 
 impl TenantView {
     pub fn new(ns: Namespace, grants: Arc<Grants>, quota: Arc<TenantQuota>) -> Self {
+        let meters = crate::meters::ConnMeters::new(ns.tenant().as_str());
         Self {
             ns,
             grants,
@@ -259,6 +262,7 @@ impl TenantView {
             classic: groups::ClassicProtocols::default(),
             subs: SubQuotas::default(),
             tenant: None,
+            meters,
         }
     }
 
@@ -283,13 +287,9 @@ impl TenantView {
         }
         let ms = charge.throttle_ms();
         if ms > 0 {
-            let label = match direction {
-                Direction::Write => "produce",
-                Direction::Read => "fetch",
-            };
-            metrics::counter!("sluice_throttle_ms_total", "tenant" => self.ns.tenant().to_string(), "direction" => label)
-                .increment(ms as u64);
+            self.meters.tenant.throttle(direction, ms as u64);
         }
+        self.meters.bytes(direction, total);
         self.charge.merge(charge);
         ms
     }

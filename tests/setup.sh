@@ -44,6 +44,15 @@ then
     "$py" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi
 
+# schemathesis (test_admin_api.py) in a venv of its own: its pytest plugin and pinned
+# hypothesis must not mix with the suite's own environment.
+st_venv="$here/.venv-schemathesis"
+if [ ! -x "$st_venv/bin/schemathesis" ]; then
+    log "installing schemathesis"
+    "$py" -m venv "$st_venv"
+    "$st_venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
+fi
+
 # The franz-go program (tests/go/bin is ignored by git; test_franz_go.py rebuilds it too).
 if command -v go >/dev/null 2>&1; then
     (cd "$here/go" && go mod download && go build -o bin/franzcheck ./franzcheck)

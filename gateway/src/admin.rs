@@ -48,17 +48,20 @@ pub struct Issuer {
 }
 
 struct AdminState {
-    issuer: Arc<Issuer>,
+    issuer: Option<Arc<Issuer>>,
+    /// The `/v1` API (`crate::api`); set when clients authenticate with tokens.
+    api: Option<Arc<crate::api::Api>>,
     metrics: Option<&'static PrometheusHandle>,
 }
 
 pub async fn serve(
     listener: TcpListener,
-    issuer: Arc<Issuer>,
+    issuer: Option<Arc<Issuer>>,
+    api: Option<Arc<crate::api::Api>>,
     metrics: Option<&'static PrometheusHandle>,
     cancel: CancellationToken,
 ) {
-    let state = Arc::new(AdminState { issuer, metrics });
+    let state = Arc::new(AdminState { issuer, api, metrics });
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -107,16 +110,20 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<F
 }
 
 async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> Response<Full<Bytes>> {
-    let issuer = state.issuer.clone();
+    let path = req.uri().path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        return match &state.api {
+            Some(api) => api.handle(req).await,
+            None => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "the /v1 API needs listener.auth = \"sasl\"" })),
+        };
+    }
+    if path == "/metrics" {
+        return metrics(&req, state.metrics);
+    }
+    let Some(issuer) = state.issuer.clone() else {
+        return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" }));
+    };
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => match state.metrics {
-            Some(handle) => {
-                let mut resp = Response::new(Full::new(Bytes::from(handle.render())));
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-                resp
-            }
-            None => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": "no metrics recorder" })),
-        },
         (&Method::GET, "/.well-known/jwks.json") => json(StatusCode::OK, issuer.key.jwks()),
         (&Method::GET, "/.well-known/openid-configuration") => json(
             StatusCode::OK,
@@ -135,6 +142,21 @@ async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> 
             json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "method not allowed" }))
         }
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format.
+fn metrics(req: &Request<Incoming>, handle: Option<&'static PrometheusHandle>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "method not allowed" }));
+    }
+    match handle {
+        Some(handle) => {
+            let mut resp = Response::new(Full::new(Bytes::from(handle.render())));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            resp
+        }
+        None => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": "no metrics recorder" })),
     }
 }
 
@@ -206,7 +228,7 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
         iat: now,
         nbf: now,
         exp,
-        tenant: record.tenant.as_str(),
+        tenant: Some(record.tenant.as_str()),
         policies: record.policies.as_deref(),
         // The Java client rejects a token whose scope claim is empty, so omit it then.
         scope: Some(scope.as_str()).filter(|s| !s.is_empty()),

@@ -128,6 +128,9 @@ fn default_tls_reload_ms() -> u64 {
 struct RawAdmin {
     /// host:port of the admin HTTP listener.
     bind: String,
+    /// Issuers whose `sluice:operator` tokens the /v1 API honours (default: sluice's own).
+    #[serde(default)]
+    operator_issuers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +296,8 @@ pub struct Config {
     pub sasl: Option<AuthConfig>,
     /// Admin HTTP listener address.
     pub admin_bind: Option<String>,
+    /// `admin.operator_issuers`; `None` means sluice's own issuer only.
+    pub operator_issuers: Option<Vec<String>>,
     pub issuer: Option<IssuerSettings>,
     pub tls: Option<TlsSettings>,
     pub pool_bootstrap: Vec<String>,
@@ -378,6 +383,7 @@ impl Config {
             broker_port_base: raw.listener.broker_port_base,
             auth,
             sasl,
+            operator_issuers: raw.admin.as_ref().and_then(|a| a.operator_issuers.clone()),
             admin_bind: raw.admin.map(|a| a.bind),
             tls: match raw.tls {
                 Some(t) if t.domain.trim_matches('.').is_empty() => return invalid("tls.domain is empty".into()),

@@ -191,22 +191,7 @@ fn access_for(
             principal.subject, principal.tenant
         ));
     }
-    let limits = &stored.doc.limits;
-    let overrides = sluice_quota::QuotaOverrides {
-        tenant_write: limits.produce_bytes_per_sec,
-        tenant_read: limits.consume_bytes_per_sec,
-        partition_write: limits.partition_produce_bytes_per_sec,
-        partition_read: limits.partition_consume_bytes_per_sec,
-        partition_mutations_per_5min: limits.partition_mutations_per_5min,
-        request_rate: limits.max_request_rate,
-        connection_rate: limits.max_connections_per_sec,
-        max_connections: limits.max_connections,
-        max_message_bytes: limits.max_message_bytes,
-        max_request_bytes: limits.max_request_bytes,
-        max_partitions: limits.max_partitions,
-        max_compacted_partitions: limits.max_compacted_partitions,
-        max_groups: limits.max_consumer_groups,
-    };
+    let overrides = tenant::quota_overrides(&stored.doc.limits);
     let quota = quotas.tenant(principal.tenant.as_str(), &overrides);
     Ok(Access { grants: Arc::new(grants), quota, stored: stored.clone() })
 }

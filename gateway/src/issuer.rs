@@ -43,11 +43,13 @@ pub struct Claims<'a> {
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
-    #[serde(rename = "sluice:tenant")]
-    pub tenant: &'a str,
+    /// Absent only on operator tokens (scope `sluice:operator`).
+    #[serde(rename = "sluice:tenant", skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
     #[serde(rename = "sluice:policies", skip_serializing_if = "Option::is_none")]
     pub policies: Option<&'a [String]>,
-    /// OAuth2 scope, for clients that log it; sluice does not read it.
+    /// OAuth2 scope: `sluice:admin` / `sluice:operator` open the /v1 API; others are the
+    /// client's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'a str>,
 }

@@ -6,8 +6,11 @@
 //! `rewrite` points every broker address a response carries at the gateway. `pool`
 //! discovers the brokers and `server` keeps one listener per broker.
 #![forbid(unsafe_code)]
+// serde_json::json! of the OpenAPI document (`api::openapi`) nests deeply.
+#![recursion_limit = "256"]
 
 pub mod admin;
+pub mod api;
 pub mod api_table;
 pub mod clients;
 pub mod codec;

@@ -211,7 +211,8 @@ enum TokenCommand {
         #[arg(long)]
         jwks: PathBuf,
     },
-    /// Mint a JWT for a tenant principal, for operators and tests; prints it.
+    /// Mint a JWT for a tenant principal, or (`--scope sluice:operator`, no `--tenant`) an
+    /// operator token for the /v1 API; prints it. Whoever holds the key file can mint.
     Mint {
         #[arg(long)]
         key: PathBuf,
@@ -220,7 +221,11 @@ enum TokenCommand {
         #[arg(long, default_value = "sluice")]
         audience: String,
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
+        /// OAuth scope(s), space-separated: `sluice:admin` (tenant admin of the /v1 API,
+        /// with --tenant) or `sluice:operator`.
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long)]
         subject: String,
         #[arg(long, default_value_t = 3600)]
@@ -341,7 +346,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("kid {} key {} jwks {}", signing.kid(), key.display(), jwks.display());
             Ok(())
         }
-        Command::Token(TokenCommand::Mint { key, issuer, audience, tenant, subject, ttl_secs, policies }) => {
+        Command::Token(TokenCommand::Mint { key, issuer, audience, tenant, scope, subject, ttl_secs, policies }) => {
+            anyhow::ensure!(
+                tenant.is_some() || scope.as_deref().is_some_and(|s| s.split_whitespace().any(|s| s == "sluice:operator")),
+                "--tenant is required, except for operator tokens (--scope sluice:operator)"
+            );
             let signing = SigningKey::load(&key)?;
             let (now, exp) = now_and_expiry(Duration::from_secs(ttl_secs));
             let token = signing.mint(&Claims {
@@ -351,9 +360,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 iat: now,
                 nbf: now,
                 exp,
-                tenant: &tenant,
+                tenant: tenant.as_deref(),
                 policies: policies.as_deref(),
-                scope: None,
+                scope: scope.as_deref(),
             })?;
             println!("{token}");
             Ok(())

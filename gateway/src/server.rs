@@ -171,15 +171,33 @@ impl Gateway {
                 Some(addr)
             }
         };
-        let admin_addr = match (&shared.config.admin_bind, own_issuer) {
-            (None, _) => None,
-            (Some(bind), None) => anyhow::bail!("[admin] bind = {bind:?} is set but there is no [issuer] to serve"),
-            (Some(bind), Some(issuer)) => {
+        let api = shared.sasl.as_ref().map(|sasl| {
+            let operator_issuers = shared
+                .config
+                .operator_issuers
+                .clone()
+                .unwrap_or_else(|| shared.config.issuer.iter().map(|i| i.url.clone()).collect());
+            Arc::new(crate::api::Api {
+                store: shared.tenants.clone(),
+                auth: sasl.verifier.0.clone(),
+                operator_issuers,
+                quotas: shared.quotas.clone(),
+                pool: PoolAccess {
+                    bootstrap: shared.config.pool_bootstrap.clone(),
+                    connect_timeout: shared.config.connect_timeout,
+                    call_timeout: Duration::from_secs(10),
+                    client_id: "sluice-api",
+                },
+            })
+        });
+        let admin_addr = match &shared.config.admin_bind {
+            None => None,
+            Some(bind) => {
                 let listener =
                     TcpListener::bind(bind.as_str()).await.with_context(|| format!("binding the admin listener on {bind}"))?;
                 let addr = listener.local_addr()?;
-                info!(%addr, "admin listener open (OAuth2 token endpoint, JWKS)");
-                tasks.spawn(crate::admin::serve(listener, issuer, metrics, cancel.child_token()));
+                info!(%addr, issuer = own_issuer.is_some(), api = api.is_some(), "admin listener open (/v1 API, OAuth2 token endpoint, JWKS, /metrics)");
+                tasks.spawn(crate::admin::serve(listener, own_issuer, api, metrics, cancel.child_token()));
                 Some(addr)
             }
         };

@@ -156,6 +156,25 @@ fn ceiling_of(key: QuotaKey, limits: &QuotaConfig) -> (f64, &'static str) {
     }
 }
 
+/// Whether `value` of `key` is a valid sub-quota within the tenant's `limits`: the Kafka
+/// error code and a message naming the bound when not.
+pub fn check_value(key: QuotaKey, value: f64, limits: &QuotaConfig) -> Result<(), (i16, String)> {
+    let (ceiling, what) = ceiling_of(key, limits);
+    if !(value.is_finite() && value > 0.0) {
+        return Err((code::INVALID_REQUEST, format!("{} = {value}: must be a positive number", key.name())));
+    }
+    if matches!(key, QuotaKey::ProducerByteRate | QuotaKey::ConsumerByteRate) && value < 1024.0 {
+        return Err((code::INVALID_REQUEST, format!("{} = {value}: byte rates start at 1024 bytes/s", key.name())));
+    }
+    if value > ceiling {
+        return Err((
+            code::POLICY_VIOLATION,
+            format!("{} = {value} is above {what}, {ceiling}: sub-quotas live inside the tenant's limits", key.name()),
+        ));
+    }
+    Ok(())
+}
+
 fn check_entry(entry: &kafka_protocol::messages::alter_client_quotas_request::EntryData, limits: &QuotaConfig) -> Checked {
     let entity: Vec<_> = entry.entity.iter().map(|e| (e.entity_type.clone(), e.entity_name.clone())).collect();
     let change = (|| {
@@ -170,19 +189,7 @@ fn check_entry(entry: &kafka_protocol::messages::alter_client_quotas_request::En
                 ops.push((key.name().to_owned(), None));
                 continue;
             }
-            let (ceiling, what) = ceiling_of(key, limits);
-            if !(op.value.is_finite() && op.value > 0.0) {
-                return Err((code::INVALID_REQUEST, format!("{} = {}: must be a positive number", key.name(), op.value)));
-            }
-            if matches!(key, QuotaKey::ProducerByteRate | QuotaKey::ConsumerByteRate) && op.value < 1024.0 {
-                return Err((code::INVALID_REQUEST, format!("{} = {}: byte rates start at 1024 bytes/s", key.name(), op.value)));
-            }
-            if op.value > ceiling {
-                return Err((
-                    code::POLICY_VIOLATION,
-                    format!("{} = {} is above {what}, {ceiling}: sub-quotas live inside the tenant's limits", key.name(), op.value),
-                ));
-            }
+            check_value(key, op.value, limits)?;
             ops.push((key.name().to_owned(), Some(op.value)));
         }
         Ok(Change { user, client_id, ops })

@@ -295,6 +295,25 @@ impl TenantView {
     }
 }
 
+/// A tenant document's `limits` as overrides of the gateway's quota defaults.
+pub fn quota_overrides(limits: &sluice_tenancy::store::TenantLimits) -> sluice_quota::QuotaOverrides {
+    sluice_quota::QuotaOverrides {
+        tenant_write: limits.produce_bytes_per_sec,
+        tenant_read: limits.consume_bytes_per_sec,
+        partition_write: limits.partition_produce_bytes_per_sec,
+        partition_read: limits.partition_consume_bytes_per_sec,
+        partition_mutations_per_5min: limits.partition_mutations_per_5min,
+        request_rate: limits.max_request_rate,
+        connection_rate: limits.max_connections_per_sec,
+        max_connections: limits.max_connections,
+        max_message_bytes: limits.max_message_bytes,
+        max_request_bytes: limits.max_request_bytes,
+        max_partitions: limits.max_partitions,
+        max_compacted_partitions: limits.max_compacted_partitions,
+        max_groups: limits.max_consumer_groups,
+    }
+}
+
 /// Everything a mapping function reads.
 pub struct Ctx<'a> {
     pub view: &'a mut TenantView,

@@ -15,6 +15,7 @@ pub mod api_table;
 pub mod clients;
 pub mod codec;
 pub mod issuer;
+pub mod journal;
 pub mod kclient;
 pub mod load;
 pub mod meters;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the client-compatibility tests need (kcat, the Python clients and
-# pytest, the franz-go program). Idempotent: safe to run on every CI run.
+# Installs what the client-compatibility tests need (kcat, prometheus, the Python
+# clients and pytest, the franz-go program). Idempotent: safe to run on every CI run.
 # Usage: tests/setup.sh            (from anywhere)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,6 +13,15 @@ if ! command -v kcat >/dev/null 2>&1 && ! command -v kafkacat >/dev/null 2>&1; t
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq kcat >/dev/null
+fi
+
+# Prometheus (test_metrics.py scrapes the gateway with a real server); only the binary is
+# used, so the recommended exporters are left out.
+if ! command -v prometheus >/dev/null 2>&1; then
+    log "installing prometheus"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 # The TLS tests reach the gateway by SNI names (test_tls.py): they must resolve to localhost.

@@ -200,7 +200,7 @@ async fn token(req: Request<Incoming>, issuer: Arc<Issuer>, peer: IpAddr) -> Res
     let record = match checked {
         Ok(Some(r)) => r,
         Ok(None) => {
-            metrics::counter!("sluice_auth_failures_total").increment(1);
+            crate::meters::auth_failure(crate::meters::known_tenant(&issuer.tenants, Some(&client_id)));
             tokio::time::sleep(issuer.guard.failed(peer, Some(&client_id))).await;
             warn!(client_id = %client_id.chars().take(64).collect::<String>(), "token request with bad client credentials");
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");

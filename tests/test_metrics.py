@@ -34,6 +34,7 @@ and that per-broker bytes add up to the tenants' bytes.
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -395,3 +396,35 @@ def test_prometheus_sees_per_tenant_usage(metrics_gateway, prometheus):
     # Bounded labels: nothing on /metrics carries a partition or principal label.
     for labels, _ in prom.query('{__name__=~"sluice_.*"}'):
         assert not {"partition", "principal", "subject", "client_id"} & set(labels), labels
+
+
+def test_grafana_dashboard_queries_evaluate(prometheus):
+    """deploy/grafana/sluice.json: valid JSON with a Prometheus data-source variable that
+    every panel uses, only metrics that docs/operations.md documents, and every
+    expression (variables filled in) accepted by the real Prometheus. Run after the
+    usage test, the tenant throughput panels also return data."""
+    root = Path(__file__).resolve().parent.parent
+    dash = json.loads((root / "deploy" / "grafana" / "sluice.json").read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    documented = set(re.findall(r"`(sluice_[a-z_]+)`", (root / "docs" / "operations.md").read_text()))
+    exprs = []
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for t in panel["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}", panel["title"]
+            exprs.append((panel["title"], t["expr"]))
+    titles = " ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("produce", "consume", "throttle", "errors", "connections", "partitions", "storage", "lag",
+                  "latency", "broker"):
+        assert topic in titles, f"no {topic} panel"
+    for title, expr in exprs:
+        for name in re.findall(r"\b(sluice_[a-z_]+?)(?:_bucket|_count|_sum)?\b", expr):
+            assert name in documented, (title, name)
+        filled = (expr.replace("$__rate_interval", "1m").replace("$tenant", ".*").replace("$api", ".*"))
+        prometheus.query(filled)  # raises unless Prometheus accepts it
+    produced = prometheus.query(next(e for t, e in exprs if t.startswith("Produce")).replace("$__rate_interval", "1m")
+                                .replace("$tenant", ".*"))
+    assert produced, "the produce panel shows nothing after the usage test"

@@ -286,21 +286,9 @@ impl Placement {
             self.admin.alter_configs(RESOURCE_TOPIC, topic, None, &[(LEADER_REPLICAS, None), (FOLLOWER_REPLICAS, None)]).await?;
             return Ok(());
         }
-        let mut leaders = Vec::new();
-        let mut followers = Vec::new();
-        for m in moves {
-            leaders.extend(m.from_replicas.iter().map(|b| format!("{}:{b}", m.partition)));
-            followers.extend(
-                m.to_replicas.iter().filter(|b| !m.from_replicas.contains(b)).map(|b| format!("{}:{b}", m.partition)),
-            );
-        }
+        let (leaders, followers) = throttled_replicas(moves);
         self.admin
-            .alter_configs(
-                RESOURCE_TOPIC,
-                topic,
-                None,
-                &[(LEADER_REPLICAS, Some(leaders.join(","))), (FOLLOWER_REPLICAS, Some(followers.join(",")))],
-            )
+            .alter_configs(RESOURCE_TOPIC, topic, None, &[(LEADER_REPLICAS, Some(leaders)), (FOLLOWER_REPLICAS, Some(followers))])
             .await?;
         Ok(())
     }
@@ -421,5 +409,46 @@ impl Placement {
             }
         }
         Ok((n, recovery))
+    }
+}
+
+/// The `leader/follower.replication.throttled.replicas` values for the moves of one topic:
+/// `partition:broker` for every current replica (they serve the copy) and for every new one
+/// (it fetches), as kafka-reassign-partitions sets them.
+fn throttled_replicas(moves: &[&ReplicaMove]) -> (String, String) {
+    let mut leaders = Vec::new();
+    let mut followers = Vec::new();
+    for m in moves {
+        leaders.extend(m.from_replicas.iter().map(|b| format!("{}:{b}", m.partition)));
+        followers.extend(m.to_replicas.iter().filter(|b| !m.from_replicas.contains(b)).map(|b| format!("{}:{b}", m.partition)));
+    }
+    (leaders.join(","), followers.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_placement::Reason;
+
+    fn mv(partition: i32, from: &[i32], to: &[i32]) -> ReplicaMove {
+        ReplicaMove {
+            topic: "t.x".into(),
+            partition,
+            from_replicas: from.to_vec(),
+            to_replicas: to.to_vec(),
+            bytes: 0,
+            reason: Reason::NetworkLoad,
+        }
+    }
+
+    #[test]
+    fn throttled_replicas_name_sources_and_new_replicas() {
+        let a = mv(0, &[1, 2], &[3, 2]);
+        let b = mv(4, &[2, 3, 1], &[2, 3, 4]);
+        let (leaders, followers) = throttled_replicas(&[&a, &b]);
+        assert_eq!(leaders, "0:1,0:2,4:2,4:3,4:1");
+        // Only brokers that receive a copy are throttled as followers.
+        assert_eq!(followers, "0:3,4:4");
+        assert_eq!(throttled_replicas(&[]), (String::new(), String::new()));
     }
 }

@@ -216,7 +216,7 @@ mod tests {
         let v = authenticate(&s, "demo.app", "s3cret").unwrap();
         assert_eq!(
             v,
-            VerifiedClient { client_id: "demo.app".into(), tenant: "demo".parse().unwrap(), subject: "alice".into(), policies: None }
+            VerifiedClient { client_id: "demo.app".into(), tenant: "demo".parse().unwrap(), subject: "alice".into(), policies: None, scopes: Vec::new() }
         );
         assert_eq!(authenticate(&s, "demo.app", "wrong"), None);
         assert_eq!(authenticate(&s, "demo.other", "s3cret"), None);

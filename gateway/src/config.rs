@@ -37,7 +37,11 @@ struct RawConfig {
     #[serde(default)]
     placement: PlacementSettings,
     #[serde(default)]
+    audit: crate::audit::AuditSettings,
+    #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    usage: UsageConfig,
 }
 
 /// `[quotas]`: the byte rates every tenant gets unless its document overrides them
@@ -310,8 +314,11 @@ pub struct Config {
     pub quotas: sluice_quota::QuotaConfig,
     /// Placement and rebalancing (`[placement]`).
     pub placement: PlacementSettings,
+    /// The audit log (`[audit]`).
+    pub audit: crate::audit::AuditSettings,
     /// Pool-side metrics (`[metrics]`).
     pub metrics: MetricsSettings,
+    pub usage: UsageConfig,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -446,6 +453,18 @@ impl Config {
                 raw.placement
             },
             metrics: MetricsSettings { pool_poll_ms: raw.metrics.pool_poll_ms.max(500) },
+            audit: {
+                if raw.audit.topic.trim().is_empty() {
+                    return invalid("audit.topic is empty".into());
+                }
+                raw.audit
+            },
+            usage: {
+                if raw.usage.topic.trim().is_empty() {
+                    return invalid("usage.topic is empty".into());
+                }
+                UsageConfig { flush_ms: raw.usage.flush_ms.max(100), ..raw.usage }
+            },
             store: {
                 if raw.store.topic.trim().is_empty() {
                     return invalid("store.topic is empty".into());
@@ -563,6 +582,27 @@ bootstrap = ["127.0.0.1:29091"]
         assert!(err.to_string().contains("max_frame_byts"), "{err}");
         let err = Config::parse(&BASE.replace("127.0.0.1:29091", "nohost"), "t").unwrap_err();
         assert!(err.to_string().contains("nohost"), "{err}");
+    }
+}
+
+/// `[usage]`: the usage ledger (SPEC 9).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// The ledger topic in the pool.
+    pub topic: String,
+    /// Milliseconds between two appends of this instance's usage (and the width of the
+    /// windows they cover); at least 100.
+    pub flush_ms: u64,
+    /// How long the pool keeps ledger records (the topic's `retention.ms`, set when the
+    /// gateway creates it).
+    pub retention_ms: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        // 400 days: a year of invoices plus a month to dispute them.
+        Self { topic: "__sluice_usage".into(), flush_ms: 10_000, retention_ms: 400 * 24 * 3_600_000 }
     }
 }
 

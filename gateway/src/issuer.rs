@@ -181,7 +181,7 @@ mod tests {
                 iat: now,
                 nbf: now,
                 exp,
-                tenant: "demo",
+                tenant: Some("demo"),
                 policies: None,
                 scope: None,
             })

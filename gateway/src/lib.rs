@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod api_table;
+pub mod audit;
 pub mod clients;
 pub mod codec;
 pub mod issuer;
@@ -34,3 +35,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenant;
 pub mod tls;
+pub mod usage;

@@ -124,6 +124,7 @@ pub async fn run(access: PoolAccess, store: TenantStore, every: Duration, cancel
 }
 
 fn publish(store: &TenantStore, round: &Round, before: &Round) {
+    crate::usage::observe_storage(&round.storage);
     let snapshot = store.snapshot();
     let known = |t: &str| t.parse::<TenantId>().ok().is_some_and(|id| snapshot.get(&id).is_some());
     let inventory = crate::tenant::inventory::inventory();

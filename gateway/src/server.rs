@@ -40,6 +40,8 @@ pub struct Shared {
     pub connections: Arc<crate::tenant::ConnectionCounts>,
     /// Open and new connections per source IP, for every listener.
     pub sources: Arc<crate::source_limits::SourceLimits>,
+    /// The audit log (`__sluice_audit`).
+    pub audit: Arc<crate::audit::Audit>,
     /// One token per open broker listener; cancelling it closes the listener and every
     /// client connection bound to that broker.
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
@@ -119,6 +121,7 @@ impl Gateway {
         let quotas = Arc::new(sluice_quota::Quotas::new(config.quotas).context("configuring quotas")?);
         let shared = Arc::new(Shared {
             guard: guard.clone(),
+            audit: crate::audit::Audit::new(&config.audit),
             sasl,
             tenants,
             quotas: quotas.clone(),
@@ -142,6 +145,13 @@ impl Gateway {
             warn!("listener.auth = \"none\": this is an OPEN development listener without authentication");
         }
         let tasks = TaskTracker::new();
+        let audit_access = |client_id| PoolAccess {
+            bootstrap: shared.config.pool_bootstrap.clone(),
+            connect_timeout: shared.config.connect_timeout,
+            call_timeout: Duration::from_secs(20),
+            client_id,
+        };
+        shared.audit.spawn(audit_access("sluice-audit"), audit_access("sluice-audit-read"), &tasks, &cancel);
 
         let bind = (shared.config.bind_host.as_str(), shared.config.bootstrap_port);
         let bootstrap = TcpListener::bind(bind)
@@ -171,6 +181,26 @@ impl Gateway {
                 Some(addr)
             }
         };
+        // The usage ledger: this instance's writer, and a reader every instance keeps
+        // for the API.
+        let usage_ledger = Arc::new(crate::usage::Ledger::default());
+        {
+            let access = PoolAccess {
+                bootstrap: shared.config.pool_bootstrap.clone(),
+                connect_timeout: shared.config.connect_timeout,
+                call_timeout: Duration::from_secs(20),
+                client_id: "sluice-usage",
+            };
+            let u = &shared.config.usage;
+            let retention = u.retention_ms.to_string();
+            let configs = [("cleanup.policy", "delete"), ("retention.ms", retention.as_str())];
+            if let Err(e) = crate::journal::ensure_topic(&access, &u.topic, &configs).await {
+                warn!(topic = %u.topic, error = %e, "creating the usage ledger topic failed; the writer retries");
+            }
+            let settings = crate::usage::UsageSettings { topic: u.topic.clone(), flush: Duration::from_millis(u.flush_ms) };
+            tasks.spawn(crate::usage::run_writer(shared.tenants.clone(), access.clone(), settings, cancel.child_token()));
+            tasks.spawn(crate::usage::run_reader(usage_ledger.clone(), access, u.topic.clone(), cancel.child_token()));
+        }
         let api = shared.sasl.as_ref().map(|sasl| {
             let operator_issuers = shared
                 .config
@@ -181,7 +211,9 @@ impl Gateway {
                 store: shared.tenants.clone(),
                 auth: sasl.verifier.0.clone(),
                 operator_issuers,
+                audit: shared.audit.clone(),
                 quotas: shared.quotas.clone(),
+                usage: usage_ledger.clone(),
                 pool: PoolAccess {
                     bootstrap: shared.config.pool_bootstrap.clone(),
                     connect_timeout: shared.config.connect_timeout,

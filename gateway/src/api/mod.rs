@@ -19,6 +19,7 @@
 //! - **Lists** are paged: `?limit=` (1..=1000, default 100) and `?page_token=` from the
 //!   previous page's `next_page_token`; items are sorted by name.
 
+mod audit;
 mod openapi;
 
 use std::collections::BTreeMap;
@@ -53,7 +54,11 @@ pub struct Api {
     pub operator_issuers: Vec<String>,
     /// The gateway's quota defaults (a tenant's limits override them).
     pub quotas: std::sync::Arc<sluice_quota::Quotas>,
+    /// The usage ledger as this instance has read it.
+    pub usage: std::sync::Arc<crate::usage::Ledger>,
     pub pool: PoolAccess,
+    /// Where mutations and refused tokens are recorded, and audit pages read.
+    pub audit: std::sync::Arc<crate::audit::Audit>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -193,13 +198,16 @@ impl Api {
     }
 
     /// Serves one `/v1` request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+    pub async fn handle(&self, req: Request<Incoming>, peer: std::net::IpAddr) -> Resp {
         if req.method() == Method::GET && req.uri().path() == "/v1/openapi.json" {
             return json_response(StatusCode::OK, &openapi::document(), None);
         }
         let caller = match self.caller(&req).await {
             Ok(c) => c,
-            Err(p) => return p.into_response(),
+            Err(p) => {
+                self.audit_refused(&req, &p, peer);
+                return p.into_response();
+            }
         };
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -211,7 +219,12 @@ impl Api {
         if method != Method::GET {
             info!(subject = caller.subject(), %method, %path, status = status.as_u16(), "admin API call");
         }
-        outcome.unwrap_or_else(Problem::into_response)
+        let detail = outcome.as_ref().err().map(|p| p.detail.clone());
+        let resp = outcome.unwrap_or_else(Problem::into_response);
+        if method == Method::GET || method == Method::HEAD {
+            return resp;
+        }
+        self.audit_call(&caller, &method, &path, resp, detail, peer).await
     }
 
     async fn route(&self, req: Request<Incoming>, caller: &Caller) -> Result<Resp, Problem> {
@@ -384,8 +397,11 @@ impl Api {
                 Ok(json_response(StatusCode::OK, &json!({"client_quotas": body.client_quotas}), Some(v)))
             }
             (Method::GET, ["topics"]) => self.topics(tenant, query).await,
+            (Method::GET, ["audit"]) => self.audit_list(tenant, query, req.uri().query()),
+            (_, ["audit"]) => Err(method_not_allowed()),
+            (Method::GET, ["usage"]) => self.usage(tenant, req.uri().query()),
             (_, [] | ["limits"] | ["policies"] | ["policies", _] | ["principals"] | ["principals", _] | ["clients"])
-            | (_, ["clients", _] | ["quotas"] | ["topics"]) => Err(method_not_allowed()),
+            | (_, ["clients", _] | ["quotas"] | ["topics"] | ["usage"]) => Err(method_not_allowed()),
             _ => Err(Problem::new(StatusCode::NOT_FOUND, format!("no such resource under tenant {tenant}"))),
         }
     }
@@ -428,6 +444,71 @@ impl Api {
         change(&mut doc)?;
         doc.validate().map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         Ok(self.store.put(doc, Some(stored.version)).await?)
+    }
+
+    /// `GET /v1/tenants/{t}/usage?from=&to=&granularity=hour|day`: billing units per
+    /// bucket (default: the last 24 hours, per hour). Times are RFC 3339.
+    fn usage(&self, tenant: &TenantId, query: Option<&str>) -> Result<Resp, Problem> {
+        const HOUR: u64 = 3_600_000;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let (mut from, mut to, mut bucket) = (None, None, HOUR);
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let time = |field: &str| {
+                humantime::parse_rfc3339_weak(&v)
+                    .map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+                    .map_err(|e| Problem::field(StatusCode::BAD_REQUEST, field, format!("{field}: {e} (RFC 3339, e.g. 2026-11-30T00:00:00Z)")))
+            };
+            match k.as_ref() {
+                "from" => from = Some(time("from")?),
+                "to" => to = Some(time("to")?),
+                "granularity" => {
+                    bucket = match v.as_ref() {
+                        "hour" => HOUR,
+                        "day" => 24 * HOUR,
+                        other => {
+                            return Err(Problem::field(
+                                StatusCode::BAD_REQUEST,
+                                "granularity",
+                                format!("granularity {other:?}: expected hour or day"),
+                            ))
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let to = to.unwrap_or(now);
+        let from = from.unwrap_or(to.saturating_sub(24 * HOUR));
+        if from >= to {
+            return Err(Problem::field(StatusCode::BAD_REQUEST, "from", "from must be before to"));
+        }
+        if (to - from) / bucket > 24 * 400 {
+            return Err(Problem::field(StatusCode::BAD_REQUEST, "to", "at most 9600 buckets per request"));
+        }
+        let rfc3339 = |ms: u64| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        };
+        let items: Vec<Value> = self
+            .usage
+            .report(tenant.as_str(), from, to, bucket)
+            .into_iter()
+            .map(|(start, u)| {
+                json!({
+                    "start": rfc3339(start),
+                    "end": rfc3339(start + bucket),
+                    "cluster_hours": u.cluster_hours,
+                    "partition_hours": u.partition_hours,
+                    "gb_in": u.gb_in,
+                    "gb_out": u.gb_out,
+                    "storage_gb_hours": u.storage_gb_hours,
+                })
+            })
+            .collect();
+        let granularity = if bucket == HOUR { "hour" } else { "day" };
+        Ok(json_response(StatusCode::OK, &json!({"tenant": tenant.as_str(), "granularity": granularity, "items": items}), None))
     }
 
     async fn topics(&self, tenant: &TenantId, query: &Query) -> Result<Resp, Problem> {

@@ -165,6 +165,13 @@ pub fn document() -> Value {
                 "get": op("Sub-quotas (Kafka client quotas) inside the tenant's limits", None, ok("200", "SubQuotas", true), READ, &[]),
                 "put": op("Replace the sub-quotas", Some("SubQuotas"), ok("200", "SubQuotas", true), WRITE, &[if_match])
             },
+            "/v1/tenants/{tenant}/usage": {
+                "parameters": [param("tenant")],
+                "get": op("Billing units per hour or day (MSK Serverless's: cluster-hours, partition-hours, GB in/out, storage GB-hours)", None, ok("200", "Usage", false), READ,
+                    &[json!({"name": "from", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}}),
+                      json!({"name": "to", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}}),
+                      json!({"name": "granularity", "in": "query", "required": false, "schema": {"type": "string", "enum": ["hour", "day"]}})])
+            },
             "/v1/tenants/{tenant}/topics": {
                 "parameters": [param("tenant")],
                 "get": op("Topics with partitions and current byte rates", None, ok("200", "TopicList", false), READ, &[limit, page_token])
@@ -252,7 +259,15 @@ pub fn document() -> Value {
                     "name": {"type": "string"},
                     "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/Partition"}},
                     "bytes_in_per_sec": {"type": "number"}, "bytes_out_per_sec": {"type": "number"}}},
-                "TopicList": list_of("Topic")
+                "TopicList": list_of("Topic"),
+                "UsageBucket": {"type": "object", "required": ["start", "end", "cluster_hours", "partition_hours", "gb_in", "gb_out", "storage_gb_hours"], "properties": {
+                    "start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},
+                    "cluster_hours": {"type": "number", "minimum": 0}, "partition_hours": {"type": "number", "minimum": 0},
+                    "gb_in": {"type": "number", "minimum": 0}, "gb_out": {"type": "number", "minimum": 0},
+                    "storage_gb_hours": {"type": "number", "minimum": 0}}},
+                "Usage": {"type": "object", "required": ["tenant", "granularity", "items"], "properties": {
+                    "tenant": {"type": "string"}, "granularity": {"type": "string", "enum": ["hour", "day"]},
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/UsageBucket"}}}}
             }
         }
     })

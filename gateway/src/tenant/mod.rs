@@ -239,6 +239,8 @@ pub struct TenantView {
     pub tenant: Option<(Arc<StoredTenant>, crate::store::TenantStore)>,
     /// Prometheus handles of this tenant (and of the pool broker, set by the connection).
     pub meters: crate::meters::ConnMeters,
+    /// This tenant's byte counters for the usage ledger.
+    usage: Arc<crate::usage::TenantUsage>,
 }
 
 /// The sub-quota limiters one connection is charged against, besides its tenant's.
@@ -253,6 +255,7 @@ pub struct SubQuotas {
 impl TenantView {
     pub fn new(ns: Namespace, grants: Arc<Grants>, quota: Arc<TenantQuota>) -> Self {
         let meters = crate::meters::ConnMeters::new(ns.tenant().as_str());
+        let usage = crate::usage::tenant(ns.tenant().as_str());
         Self {
             ns,
             grants,
@@ -263,6 +266,7 @@ impl TenantView {
             subs: SubQuotas::default(),
             tenant: None,
             meters,
+            usage,
         }
     }
 
@@ -290,6 +294,7 @@ impl TenantView {
             self.meters.tenant.throttle(direction, ms as u64);
         }
         self.meters.bytes(direction, total);
+        self.usage.add(direction, total);
         self.charge.merge(charge);
         ms
     }

@@ -1,0 +1,425 @@
+//! The usage ledger (SPEC 9): what each tenant used, in MSK Serverless's billing units
+//! (cluster-hours, partition-hours, GB in, GB out, storage GB-hours), kept in the pool
+//! topic `__sluice_usage` so every gateway instance, and a restarted one, sees the same.
+//!
+//! **Writing.** Every instance counts the record-batch bytes its tenant connections
+//! produce and fetch ([`TenantUsage`], atomics on the data path). Every `flush` (10 s by
+//! default, on wall-clock boundaries) and on shutdown it appends one record per tenant:
+//! the bytes since the last record, and what it observed of the pool for that window
+//! (partitions from the tenant inventory, storage bytes from DescribeLogDirs, whether the
+//! tenant exists). Records carry the instance id (random per process) and a sequence
+//! number; a record whose append failed is retried with the same number.
+//!
+//! **Reading.** Every instance tails the ledger into [`Ledger`]. Repeats (a retried
+//! append that had in fact been written) are dropped by (instance, sequence). Bytes are
+//! summed across instances (each counts its own connections); the pool observations are
+//! the same facts seen by every instance, so per tenant and 10 s slot the largest is
+//! taken, not the sum. Slots older than two hours are folded into hours (late bytes still
+//! add; late observations for a folded slot are dropped).
+//!
+//! What a kill -9 loses is the bytes counted since the last flush of that instance (at
+//! most one `flush` interval); nothing is ever counted twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use sluice_quota::Direction;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::journal::{Appender, Reader};
+use crate::kclient::PoolAccess;
+use crate::store::TenantStore;
+
+/// The granularity of the pool observations.
+pub const SLOT_MS: u64 = 10_000;
+const HOUR_MS: u64 = 3_600_000;
+/// Slots are kept this long before they are folded into hours.
+const KEEP_SLOTS_MS: u64 = 2 * HOUR_MS;
+
+/// One tenant's byte counters on this instance since the last ledger record.
+#[derive(Default)]
+pub struct TenantUsage {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl TenantUsage {
+    /// Record-batch bytes produced (`Write`) or fetched (`Read`).
+    pub fn add(&self, direction: Direction, n: u64) {
+        match direction {
+            Direction::Write => self.bytes_in.fetch_add(n, Ordering::Relaxed),
+            Direction::Read => self.bytes_out.fetch_add(n, Ordering::Relaxed),
+        };
+    }
+
+    fn take(&self) -> (u64, u64) {
+        (self.bytes_in.swap(0, Ordering::Relaxed), self.bytes_out.swap(0, Ordering::Relaxed))
+    }
+}
+
+fn counters() -> &'static DashMap<String, Arc<TenantUsage>> {
+    static COUNTERS: OnceLock<DashMap<String, Arc<TenantUsage>>> = OnceLock::new();
+    COUNTERS.get_or_init(DashMap::new)
+}
+
+/// The counters of `tenant` (one per tenant for the process).
+pub fn tenant(tenant: &str) -> Arc<TenantUsage> {
+    if let Some(u) = counters().get(tenant) {
+        return u.clone();
+    }
+    counters().entry(tenant.to_owned()).or_default().clone()
+}
+
+fn storage() -> &'static DashMap<String, u64> {
+    static STORAGE: OnceLock<DashMap<String, u64>> = OnceLock::new();
+    STORAGE.get_or_init(DashMap::new)
+}
+
+/// The latest storage bytes per tenant, from the pool poller's DescribeLogDirs round.
+pub fn observe_storage<'a>(per_tenant: impl IntoIterator<Item = (&'a String, &'a u64)>) {
+    for (t, bytes) in per_tenant {
+        storage().insert(t.clone(), *bytes);
+    }
+}
+
+/// One ledger record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub instance: String,
+    pub seq: u64,
+    pub tenant: String,
+    /// The window this record covers, epoch milliseconds, `[start_ms, end_ms)`.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Observed at the end of the window.
+    pub partitions: u64,
+    pub storage_bytes: u64,
+    pub exists: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn instance_id() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Ledger settings (`[usage]`).
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    pub topic: String,
+    pub flush: Duration,
+}
+
+/// Appends this instance's records every `flush` and on cancellation.
+pub async fn run_writer(store: TenantStore, access: PoolAccess, settings: UsageSettings, cancel: CancellationToken) {
+    let instance = instance_id();
+    let flush_ms = (settings.flush.as_millis() as u64).max(100);
+    let mut appender = Appender::new(access, settings.topic.clone());
+    let mut seq = 0u64;
+    let mut pending: Vec<UsageRecord> = Vec::new();
+    let mut window_start = now_ms();
+    info!(%instance, topic = %settings.topic, flush_ms, "usage ledger writer started");
+    loop {
+        let now = now_ms();
+        let boundary = (now / flush_ms + 1) * flush_ms;
+        let stopping = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tokio::time::sleep(Duration::from_millis(boundary - now)) => false,
+        };
+        let end = if stopping { now_ms() } else { boundary };
+        let snapshot = store.snapshot();
+        let mut tenants: Vec<String> = snapshot.iter().map(|(id, _)| id.to_string()).collect();
+        tenants.extend(counters().iter().map(|e| e.key().clone()));
+        tenants.sort();
+        tenants.dedup();
+        for t in tenants {
+            let (bytes_in, bytes_out) = counters().get(&t).map(|u| u.take()).unwrap_or_default();
+            let exists = snapshot.iter().any(|(id, _)| id.as_str() == t);
+            if !exists && bytes_in == 0 && bytes_out == 0 {
+                continue;
+            }
+            seq += 1;
+            pending.push(UsageRecord {
+                instance: instance.clone(),
+                seq,
+                start_ms: window_start,
+                end_ms: end.max(window_start),
+                bytes_in,
+                bytes_out,
+                partitions: if exists { crate::tenant::inventory::inventory().counts(&t).partitions } else { 0 },
+                storage_bytes: if exists { storage().get(&t).map(|s| *s).unwrap_or(0) } else { 0 },
+                exists,
+                tenant: t,
+            });
+        }
+        window_start = end;
+        if !pending.is_empty() {
+            let batch: Vec<(Bytes, Bytes)> = pending
+                .iter()
+                .filter_map(|r| serde_json::to_vec(r).ok().map(|v| (Bytes::from(r.tenant.clone()), Bytes::from(v))))
+                .collect();
+            match appender.append(&batch).await {
+                Ok(offset) => {
+                    debug!(records = pending.len(), offset, "usage records appended");
+                    pending.clear();
+                }
+                // Kept with their sequence numbers and retried at the next flush; the
+                // reader drops a repeat if this append was in fact written.
+                Err(e) => warn!(error = %e, pending = pending.len(), "appending usage records failed; retrying at the next flush"),
+            }
+        }
+        if stopping {
+            if !pending.is_empty() {
+                warn!(records = pending.len(), "usage records not written at shutdown");
+            }
+            return;
+        }
+    }
+}
+
+/// Units of one period, as MSK Serverless bills them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Units {
+    pub cluster_hours: f64,
+    pub partition_hours: f64,
+    pub gb_in: f64,
+    pub gb_out: f64,
+    pub storage_gb_hours: f64,
+}
+
+/// Raw sums of one slot or hour.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    bytes_in: u64,
+    bytes_out: u64,
+    cluster_ms: u64,
+    partition_ms: f64,
+    storage_byte_ms: f64,
+}
+
+impl Sums {
+    fn units(&self) -> Units {
+        let hours = |ms: f64| ms / HOUR_MS as f64;
+        Units {
+            cluster_hours: hours(self.cluster_ms as f64),
+            partition_hours: hours(self.partition_ms),
+            gb_in: self.bytes_in as f64 / 1e9,
+            gb_out: self.bytes_out as f64 / 1e9,
+            storage_gb_hours: hours(self.storage_byte_ms) / 1e9,
+        }
+    }
+
+    fn add(&mut self, o: &Sums) {
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.cluster_ms += o.cluster_ms;
+        self.partition_ms += o.partition_ms;
+        self.storage_byte_ms += o.storage_byte_ms;
+    }
+}
+
+#[derive(Default)]
+struct TenantLedger {
+    /// Slot start → sums (observations: the largest any instance reported).
+    slots: BTreeMap<u64, Sums>,
+    /// Hour start → sums of folded slots.
+    hours: BTreeMap<u64, Sums>,
+}
+
+/// Every tenant's usage as read from the ledger.
+#[derive(Default)]
+pub struct Ledger {
+    inner: Mutex<LedgerInner>,
+}
+
+#[derive(Default)]
+struct LedgerInner {
+    tenants: HashMap<String, TenantLedger>,
+    /// Highest sequence applied per instance.
+    applied: HashMap<String, u64>,
+    /// Ledger offset up to which records are applied (exclusive).
+    position: i64,
+}
+
+impl Ledger {
+    /// Applies one record; `false` for a repeat.
+    pub fn apply(&self, r: &UsageRecord) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let last = inner.applied.entry(r.instance.clone()).or_insert(0);
+        if r.seq <= *last {
+            return false;
+        }
+        *last = r.seq;
+        let t = inner.tenants.entry(r.tenant.clone()).or_default();
+        let duration = r.end_ms.saturating_sub(r.start_ms);
+        let slot = r.start_ms / SLOT_MS * SLOT_MS;
+        let observed = Sums {
+            bytes_in: 0,
+            bytes_out: 0,
+            cluster_ms: if r.exists { duration } else { 0 },
+            partition_ms: r.partitions as f64 * duration as f64,
+            storage_byte_ms: r.storage_bytes as f64 * duration as f64,
+        };
+        let hour = slot / HOUR_MS * HOUR_MS;
+        let folded = t.hours.keys().next_back().is_some_and(|&h| hour <= h) && !t.slots.contains_key(&slot);
+        let target = if folded { t.hours.entry(hour).or_default() } else { t.slots.entry(slot).or_default() };
+        target.bytes_in += r.bytes_in;
+        target.bytes_out += r.bytes_out;
+        if !folded {
+            // The same pool facts seen by several instances: the largest, not the sum.
+            target.cluster_ms = target.cluster_ms.max(observed.cluster_ms);
+            target.partition_ms = target.partition_ms.max(observed.partition_ms);
+            target.storage_byte_ms = target.storage_byte_ms.max(observed.storage_byte_ms);
+        }
+        // Fold slots that are old enough into their hours.
+        let cutoff = r.end_ms.saturating_sub(KEEP_SLOTS_MS) / HOUR_MS * HOUR_MS;
+        let old: Vec<u64> = t.slots.range(..cutoff).map(|(k, _)| *k).collect();
+        for k in old {
+            if let Some(s) = t.slots.remove(&k) {
+                t.hours.entry(k / HOUR_MS * HOUR_MS).or_default().add(&s);
+            }
+        }
+        true
+    }
+
+    /// Usage of `tenant` in `[from_ms, to_ms)` per bucket of `bucket_ms` (an hour or a day),
+    /// as (bucket start, units). Buckets without records are included as zeros.
+    pub fn report(&self, tenant: &str, from_ms: u64, to_ms: u64, bucket_ms: u64) -> Vec<(u64, Units)> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets: BTreeMap<u64, Sums> = BTreeMap::new();
+        let first = from_ms / bucket_ms * bucket_ms;
+        let mut b = first;
+        while b < to_ms {
+            buckets.insert(b, Sums::default());
+            b += bucket_ms;
+        }
+        if let Some(t) = inner.tenants.get(tenant) {
+            for (start, sums) in t.hours.range(first..to_ms).chain(t.slots.range(first..to_ms)) {
+                if let Some(acc) = buckets.get_mut(&(start / bucket_ms * bucket_ms)) {
+                    acc.add(sums);
+                }
+            }
+        }
+        buckets.into_iter().map(|(k, s)| (k, s.units())).collect()
+    }
+
+    pub fn position(&self) -> i64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).position
+    }
+
+    fn set_position(&self, p: i64) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).position = p;
+    }
+}
+
+/// Tails the ledger topic into `ledger` until cancelled.
+pub async fn run_reader(ledger: Arc<Ledger>, access: PoolAccess, topic: String, cancel: CancellationToken) {
+    let mut reader = Reader::from_start(access, topic);
+    let mut failures = 0u32;
+    loop {
+        let polled = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = reader.poll(Duration::from_millis(500)) => p,
+        };
+        match polled {
+            Ok((records, _)) => {
+                failures = 0;
+                for rec in records {
+                    let Some(value) = rec.value.as_ref() else { continue };
+                    match serde_json::from_slice::<UsageRecord>(value) {
+                        Ok(r) => {
+                            ledger.apply(&r);
+                        }
+                        Err(e) => warn!(offset = rec.offset, error = %e, "skipping a usage record that does not parse"),
+                    }
+                }
+                ledger.set_position(reader.position());
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(20) {
+                    warn!(error = %e, failures, "reading the usage ledger failed");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(instance: &str, seq: u64, start: u64, end: u64, bytes_in: u64, partitions: u64) -> UsageRecord {
+        UsageRecord {
+            instance: instance.into(),
+            seq,
+            tenant: "acme".into(),
+            start_ms: start,
+            end_ms: end,
+            bytes_in,
+            bytes_out: 0,
+            partitions,
+            storage_bytes: 1_000_000_000,
+            exists: true,
+        }
+    }
+
+    #[test]
+    fn bytes_add_across_instances_observations_do_not_and_repeats_are_dropped() {
+        let l = Ledger::default();
+        // Two instances cover the same hour in 10 s slots; each saw 4 partitions.
+        for i in 0..360u64 {
+            let (s, e) = (i * SLOT_MS, (i + 1) * SLOT_MS);
+            assert!(l.apply(&rec("a", i + 1, s, e, 1000, 4)));
+            assert!(l.apply(&rec("b", i + 1, s, e, 500, 4)));
+        }
+        // A retried append read twice counts once.
+        assert!(!l.apply(&rec("a", 360, 359 * SLOT_MS, 360 * SLOT_MS, 1000, 4)));
+        let report = l.report("acme", 0, HOUR_MS, HOUR_MS);
+        assert_eq!(report.len(), 1);
+        let u = report[0].1;
+        assert!((u.gb_in - 360.0 * 1500.0 / 1e9).abs() < 1e-12, "{u:?}");
+        assert!((u.partition_hours - 4.0).abs() < 1e-9, "{u:?}");
+        assert!((u.cluster_hours - 1.0).abs() < 1e-9, "{u:?}");
+        assert!((u.storage_gb_hours - 1.0).abs() < 1e-9, "{u:?}");
+    }
+
+    #[test]
+    fn old_slots_fold_into_hours_and_days_sum_hours() {
+        let l = Ledger::default();
+        let mut seq = 0;
+        for i in 0..(4 * 360u64) {
+            seq += 1;
+            l.apply(&rec("a", seq, i * SLOT_MS, (i + 1) * SLOT_MS, 10, 2));
+        }
+        let inner = l.inner.lock().unwrap();
+        let t = &inner.tenants["acme"];
+        assert!(!t.hours.is_empty() && t.slots.len() <= (KEEP_SLOTS_MS / SLOT_MS) as usize + 360, "{}", t.slots.len());
+        drop(inner);
+        let day = l.report("acme", 0, 24 * HOUR_MS, 24 * HOUR_MS);
+        assert_eq!(day.len(), 1);
+        assert!((day[0].1.partition_hours - 8.0).abs() < 1e-9, "{:?}", day[0].1);
+        assert!((day[0].1.gb_in - 4.0 * 360.0 * 10.0 / 1e9).abs() < 1e-15);
+        let hours = l.report("acme", 0, 4 * HOUR_MS, HOUR_MS);
+        assert_eq!(hours.len(), 4);
+        assert!(hours.iter().all(|(_, u)| (u.partition_hours - 2.0).abs() < 1e-9), "{hours:?}");
+        assert!(l.report("other", 0, HOUR_MS, HOUR_MS).iter().all(|(_, u)| *u == Units::default()));
+    }
+}

@@ -113,8 +113,8 @@ struct QuotaBenchArgs {
     /// Flood runs (alone runs come before, between and after them).
     #[arg(long, default_value_t = 3)]
     rounds: u32,
-    /// Upper bound in seconds for one tool run.
-    #[arg(long, default_value_t = 600)]
+    /// Upper bound in seconds for one tool run (a phase takes well under a minute).
+    #[arg(long, default_value_t = 180)]
     tool_timeout: u64,
     /// About a minute and a half: 3 s phases, one flood round, output in a temp
     /// directory unless --out.

@@ -252,6 +252,8 @@ pub struct Report {
     pub command: String,
     pub invocation: String,
     pub tenants: Vec<String>,
+    /// Tenants that vanished from the shared store mid-run and were written again.
+    pub tenants_restored: Vec<String>,
     pub direct: Vec<DirectRun>,
     pub quotas: Quotas,
     pub accuracy: Vec<Accuracy>,
@@ -264,6 +266,8 @@ pub struct Report {
 /// authenticates as it.
 struct TenantRun {
     id: String,
+    /// Its tenant document, to write it again if it vanishes from the store.
+    doc: serde_json::Value,
     limits: serde_json::Value,
     token: String,
     props: PathBuf,
@@ -305,7 +309,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
             eprintln!("[quota-bench] warning: deleting tenant {id}: {e:#}");
         }
     }
-    let (direct, quotas, accuracy, noisy, gateway_log) = result?;
+    let (direct, quotas, accuracy, noisy, gateway_log, tenants_restored) = result?;
 
     let wall_s = started.elapsed().as_secs_f64();
     let contention = Contention {
@@ -325,6 +329,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
         command: setup.command.clone(),
         invocation: setup.invocation.clone(),
         tenants: ids.to_vec(),
+        tenants_restored,
         direct,
         quotas,
         accuracy,
@@ -384,7 +389,14 @@ impl Topics {
     }
 }
 
-type Outcome = (Vec<DirectRun>, Quotas, Vec<Accuracy>, Noisy, LogScan);
+type Outcome = (
+    Vec<DirectRun>,
+    Quotas,
+    Vec<Accuracy>,
+    Noisy,
+    LogScan,
+    Vec<String>,
+);
 
 fn run_with_topics(
     params: &Params,
@@ -457,6 +469,7 @@ fn run_with_topics(
         let token = sasl::mint(&setup.gateway_bin, &key, id, SUBJECT, 7200)?;
         tenants.push(TenantRun {
             id: id.clone(),
+            doc,
             limits,
             token,
             props: setup.work_dir.join(format!("{id}.properties")),
@@ -498,6 +511,7 @@ fn run_with_topics(
         pool,
         gateway: &mut gateway,
         epoch,
+        restored: Vec::new(),
     };
     let mut accuracy = Vec::new();
     let measure_records = |quota: u64| {
@@ -523,10 +537,11 @@ fn run_with_topics(
         measure_records(tq),
     )?);
     let noisy = b.noisy(&tenants[2], &tenants[3], &topics.victim, &topics.flood, pq)?;
+    let restored = std::mem::take(&mut b.restored);
 
     gateway.stop();
     let log = scan_log(&gateway.log_path)?;
-    Ok((direct, quotas, accuracy, noisy, log))
+    Ok((direct, quotas, accuracy, noisy, log, restored))
 }
 
 /// The configured quotas, lowered where the pool's direct rate cannot carry
@@ -569,9 +584,31 @@ struct Bench<'a> {
     pool: String,
     gateway: &'a mut Gateway,
     epoch: Instant,
+    /// Tenants written again because they had vanished from the store, with when.
+    restored: Vec<String>,
 }
 
 impl Bench<'_> {
+    /// Makes sure the tenants a phase needs are still in the store: the store is shared
+    /// with every test suite on the pool, and a sweep by one of them once deleted this
+    /// run's tenants mid-run (the clients then fail authentication until they time out).
+    /// A vanished tenant is written again and waited for.
+    fn ensure_tenants(&mut self, phase: &str, tenants: &[&TenantRun]) -> anyhow::Result<()> {
+        for t in tenants {
+            if tenant_exists(self.setup, &t.id)? {
+                continue;
+            }
+            eprintln!(
+                "[quota-bench] warning: tenant {} vanished from the store before {phase}; writing it again",
+                t.id
+            );
+            tenant_cli(self.setup, &["put", "-"], Some(&t.doc.to_string()))?;
+            wait_admitted(&self.gateway.bootstrap, t, Duration::from_secs(60))?;
+            self.restored.push(format!("{} before {phase}", t.id));
+        }
+        Ok(())
+    }
+
     fn check_gateway(&mut self, what: &str) -> anyhow::Result<()> {
         if !self.gateway.alive() {
             let log = std::fs::read_to_string(&self.gateway.log_path).unwrap_or_default();
@@ -625,6 +662,7 @@ impl Bench<'_> {
             quota / 1024,
             offered / 1024.0
         );
+        self.ensure_tenants(name, &[tenant])?;
         let (sampler, base) = self.sampler(&topic.1)?;
         let args = producer_args(
             p,
@@ -800,8 +838,8 @@ impl Bench<'_> {
             direct_rate / quota as f64
         );
 
-        // One fetch returns at most one batch: with the default 1 MiB per partition a
-        // throttled consumer gets 2 s of quota at once and 1 s windows see nothing.
+        // Small fetches: with the default 1 MiB per partition a throttled consumer gets
+        // 2 s of quota at once and 1 s windows see nothing.
         let read_props = self
             .setup
             .work_dir
@@ -812,10 +850,11 @@ impl Bench<'_> {
             &read_props,
             format!(
                 "{base_props}max.partition.fetch.bytes={0}\nfetch.max.bytes={0}\n",
-                p.batch_size
+                read_fetch_bytes(p)
             ),
         )
         .with_context(|| format!("writing {}", read_props.display()))?;
+        self.ensure_tenants(name, &[tenant])?;
         let interval_ms = 1000;
         let args = strings(&[
             "--bootstrap-server",
@@ -981,6 +1020,7 @@ impl Bench<'_> {
                 "victim-{index}-{}",
                 if with_flood { "flood" } else { "alone" }
             );
+            self.ensure_tenants(&label, &[victim, flooder])?;
             let mut flood = None;
             if with_flood {
                 flood = Some(self.start_flood(flooder, ftopic, quota, index)?);
@@ -1332,6 +1372,13 @@ fn producer_args(
     args
 }
 
+/// The read phase's fetch size cap: at least 64 KiB (one fill batch if larger). With
+/// 16 KiB fetches a run read 5% under the quota: the consumer, paying a throttle per
+/// small fetch, could no longer keep up.
+fn read_fetch_bytes(p: &Params) -> u32 {
+    p.batch_size.max(65_536)
+}
+
 /// The quota phases' producer buffer: 16 batches, at least 1 MiB (a smaller one
 /// starves a producer whose batches wait out throttles on several connections).
 fn buffer_memory(p: &Params) -> u64 {
@@ -1403,6 +1450,30 @@ fn tenant_cli(setup: &Setup, args: &[&str], stdin: Option<&str>) -> anyhow::Resu
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the store holds tenant `id` (`sluice tenant get` exits 1 when it does not).
+fn tenant_exists(setup: &Setup, id: &str) -> anyhow::Result<bool> {
+    let out = Command::new(&setup.gateway_bin)
+        .args([
+            "tenant",
+            "get",
+            id,
+            "--bootstrap",
+            &setup.pool_bootstrap.join(","),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running sluice tenant get")?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("does not exist"),
+        "sluice tenant get {id} failed: {stderr}"
+    );
+    Ok(false)
 }
 
 /// Polls SASL/PLAIN authentication as the tenant until the gateway, tailing the
@@ -1509,6 +1580,13 @@ pub fn markdown(r: &Report) -> String {
             format!(" {}", q.notes.join(" "))
         }
     );
+    if !r.tenants_restored.is_empty() {
+        let _ = writeln!(
+            o,
+            "Tenants that vanished from the shared tenant store during the run (another suite's sweep) and were written again: {}.\n",
+            r.tenants_restored.join(", ")
+        );
+    }
     let _ = writeln!(o, "### Accuracy under overload\n");
     let _ = writeln!(o, "| phase | limit | quota KiB/s | offered KiB/s (×) | partitions | steady window s | achieved KiB/s | achieved / quota | payload / quota | whole run incl. burst / quota | tool's own rate / quota | converged ±5% after | nearest band | worst steady 1 s window | 1 s window resolution | throttle avg / max ms |");
     let _ = writeln!(
@@ -1689,7 +1767,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "- Clients: Kafka's ProducerPerformance / ConsumerPerformance ({}) authenticating as the tenant; quota phases use {} B records, batch.size={}, linger.ms={}, buffer.memory={} (16 batches or 1 MiB, so the producer stays backlogged and keeps offering the overload to the very end instead of draining a 32 MiB backlog unevenly over the partitions).", m.kafka_version, p.record_size, p.batch_size, p.linger_ms, buffer_memory(p));
     let _ = writeln!(o, "- Direct capacity first: full-speed produce straight to the pool on 1 and {} partitions. A quota is lowered when the pool could not carry {:.1}× it with 10% to spare, so the overload is real.", p.tenant_partitions, p.overload);
     let _ = writeln!(o, "- Write phases: the producer offers {:.1}× the quota (`--throughput`) for about {:.0} s at the quota. The pool is read straight every {} ms: the leaders' log sizes (DescribeLogDirs; the record batches as sent, which is what the gateway charges) and end offsets (ListOffsets). Achieved = charged bytes/s over the steady window; payload = records × record size over the same window.", p.overload, p.measure_s + p.settle_s, p.sample_ms);
-    let _ = writeln!(o, "- Read phase: the partition is filled straight in the pool, read straight once (the read rate the pool offers, shown as \"offered\"), then read through the gateway by ConsumerPerformance with `--show-detailed-stats --reporting-interval 1000` and fetches capped at one batch (`max.partition.fetch.bytes` = `fetch.max.bytes` = batch.size; at the default 1 MiB one throttled fetch carries two seconds of quota); its cumulative MB per line, times the partition's batch-bytes/payload ratio, gives charged bytes. Reading starts at the first line's time less its fetch time (the group join is excluded).");
+    let _ = writeln!(o, "- Read phase: the partition is filled straight in the pool, read straight once (the read rate the pool offers, shown as \"offered\"), then read through the gateway by ConsumerPerformance with `--show-detailed-stats --reporting-interval 1000` and fetches capped at {} bytes (`max.partition.fetch.bytes` = `fetch.max.bytes`; at the default 1 MiB one throttled fetch carries two seconds of quota); its cumulative MB per line, times the partition's batch-bytes/payload ratio, gives charged bytes. Reading starts at the first line's time less its fetch time (the group join is excluded).", read_fetch_bytes(p));
     let _ = writeln!(o, "- The overload starts halfway between the last sample before the first record landed and the first after. The steady window starts when every later {:.0} s sliding window stays within ±5% of the quota, but not before {:.0} s (the gateway allows a one-second burst) nor past half the run; it ends at the last sample before the last record landed.", p.window_s, p.settle_s);
     let _ = writeln!(o, "- Time to converge: from the overload's start to the end of the first {:.0} s window from which all later windows stay within ±5% (\"nearest band\": the narrowest of ±5/10/20/30/50% that held). Kafka batches land whole, so one window's rate moves in steps of one batch: the resolution column is batch.size / (quota × window), and a band narrower than it cannot hold for every window even when the average is exact.", p.window_s);
     let _ = writeln!(o, "- Noisy neighbour: {} alone runs and {} flood runs, alternating; the flood starts first, the victim starts once flood records land plus {:.0} s, and the flood is sized to outlast the victim (checked per run). Latency percentiles are ProducerPerformance's send-to-ack, printed in whole milliseconds. PSI CPU pressure and the load average are recorded per run: on 2 shared cores the victim's tail is set mostly by who else wants a CPU at that moment.", p.rounds + 1, p.rounds, p.settle_s.min(2.0));

@@ -73,7 +73,7 @@ class OAuthGateway(Gateway):
 _started: list = []
 
 
-def start_oauth_gateway(tmp_dir: Path, ttl_secs: int) -> OAuthGateway:
+def start_oauth_gateway(tmp_dir: Path, ttl_secs: int, extra_config: str = "") -> OAuthGateway:
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
     # Tenants live in the tenant store; the gateway lets in only those that exist. Written
@@ -109,6 +109,7 @@ audience = "{AUDIENCE}"
 key_file = "{key_file}"
 generate_key = true
 token_ttl_secs = {ttl_secs}
+{extra_config}
 """)
     log_path = tmp_dir / f"sluice-oauth-{base}.log"
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")

@@ -113,7 +113,7 @@ async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> 
     let path = req.uri().path();
     if path == "/v1" || path.starts_with("/v1/") {
         return match &state.api {
-            Some(api) => api.handle(req).await,
+            Some(api) => api.handle(req, peer).await,
             None => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "the /v1 API needs listener.auth = \"sasl\"" })),
         };
     }

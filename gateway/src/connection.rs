@@ -121,7 +121,15 @@ impl ConnError {
 enum Pending {
     /// Forwarded; the broker's response is read, checked and maybe rewritten. On tenant
     /// connections `tenant` carries the mapping plan for the response.
-    Upstream { correlation_id: i32, api: ApiKey, version: i16, tenant: Option<(Plan, SharedView)>, started: std::time::Instant },
+    Upstream {
+        correlation_id: i32,
+        api: ApiKey,
+        version: i16,
+        tenant: Option<(Plan, SharedView)>,
+        started: std::time::Instant,
+        /// A control-plane call recorded in the audit log with its answer.
+        audit: Option<crate::audit::KafkaCall>,
+    },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),
     /// Answered by the gateway once its own I/O is done (a tenant-store write).
@@ -563,6 +571,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
             state.refresh(shared, &client_id).map_err(ConnError::Revoked)?;
             let req = Req { api, version: header.api_version, correlation_id: header.correlation_id };
             let body = frame.0.slice(4 + body_at..);
+            let audit = crate::audit::KafkaCall::start(&shared.audit, api, header.api_version, &body, &state.principal, peer.ip());
             let (admission, out) = {
                 let mut view = lock(&state.view);
                 view.meters.bind_broker(node);
@@ -592,6 +601,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                             api,
                             version: header.api_version,
                             tenant: Some((plan, state.view.clone())),
+                            audit,
                             started,
                         };
                         send_pending(&pending, entry).await?;
@@ -600,9 +610,14 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 }
                 (Admission::Answer(answer), _) if expects_response => {
                     lock(&state.view).meters.tenant.count_errors(api, header.api_version, &answer);
+                    if let Some(call) = audit {
+                        call.finish(&answer);
+                    }
                     send_pending(&pending, Pending::Local(answer)).await?
                 }
-                (Admission::Later(answer), _) if expects_response => send_pending(&pending, Pending::Later(answer)).await?,
+                (Admission::Later(answer), _) if expects_response => {
+                    send_pending(&pending, Pending::Later(crate::audit::after(answer, audit))).await?
+                }
                 _ => {}
             }
             continue;
@@ -615,6 +630,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                     api,
                     version: header.api_version,
                     tenant: None,
+                    audit: None,
                     started,
                 },
             )
@@ -627,7 +643,10 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
 /// Counts a failed authentication and holds the answer longer the more this source
 /// (and, for tokens whose signature held, this principal) has failed.
 async fn hold_failure(shared: &Shared, peer: SocketAddr, rejection: &Rejection, claimed: Option<&str>) {
-    crate::meters::auth_failure(crate::meters::known_tenant(&shared.tenants, claimed));
+    let tenant = crate::meters::known_tenant(&shared.tenants, claimed);
+    crate::meters::auth_failure(tenant);
+    let outcome = crate::audit::Outcome::kafka(crate::audit::SASL_AUTHENTICATION_FAILED, Some(&rejection.reason));
+    crate::audit::auth_failed(&shared.audit, tenant, claimed, peer.ip(), "kafka", outcome);
     let principal = if rejection.authentic { claimed } else { None };
     tokio::time::sleep(shared.guard.failed(peer.ip(), principal)).await;
 }
@@ -664,7 +683,7 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                 tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
                 return Err(ConnError::AuthenticationFailed(reason));
             }
-            Pending::Upstream { correlation_id, api, version, tenant, started } => {
+            Pending::Upstream { correlation_id, api, version, tenant, started, audit } => {
                 if !upstream.has_buffered_frame(UPSTREAM_LIMITS.max_frame) {
                     client.flush().await.map_err(ConnError::ClientIo)?;
                 }
@@ -699,6 +718,9 @@ async fn pool_to_client<W: AsyncWrite + Unpin>(
                 }
                 if let Some(m) = meters {
                     m.count_errors(api, version, &out);
+                }
+                if let Some(call) = audit {
+                    call.finish(&out);
                 }
                 client.write_all(&out).await.map_err(ConnError::ClientIo)?;
                 crate::meters::latency(api, started.elapsed());

@@ -77,7 +77,7 @@ fn api_label(api: ApiKey) -> String {
 }
 
 /// Kafka's constant name for an error code (`NOT_LEADER_OR_FOLLOWER`).
-fn error_label(code: i16) -> String {
+pub(crate) fn error_label(code: i16) -> String {
     match ResponseError::try_from_code(code) {
         Some(ResponseError::Unknown(_)) | None => "UNKNOWN".into(),
         Some(e) => {

@@ -172,6 +172,13 @@ pub fn document() -> Value {
                       json!({"name": "to", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}}),
                       json!({"name": "granularity", "in": "query", "required": false, "schema": {"type": "string", "enum": ["hour", "day"]}})])
             },
+            "/v1/tenants/{tenant}/audit": {
+                "parameters": [param("tenant")],
+                "get": op("The tenant's audit log, newest first: admin-API mutations, Kafka control-plane calls and failed authentications", None, ok("200", "AuditList", false), READ,
+                    &[param("limit"), param("page_token"),
+                      json!({"name": "from", "in": "query", "required": false, "description": "oldest event time (inclusive): RFC 3339 or epoch milliseconds", "schema": {"type": "string"}}),
+                      json!({"name": "to", "in": "query", "required": false, "description": "newest event time (exclusive): RFC 3339 or epoch milliseconds", "schema": {"type": "string"}})])
+            },
             "/v1/tenants/{tenant}/topics": {
                 "parameters": [param("tenant")],
                 "get": op("Topics with partitions and current byte rates", None, ok("200", "TopicList", false), READ, &[limit, page_token])
@@ -250,6 +257,24 @@ pub fn document() -> Value {
                         "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}}},
                 "SubQuotas": {"type": "object", "additionalProperties": false, "required": ["client_quotas"], "properties": {
                     "client_quotas": {"type": "array", "items": {"$ref": "#/components/schemas/ClientQuota"}}}},
+                "AuditOutcome": {"type": "object", "required": ["ok", "code", "status", "message"], "properties": {
+                    "ok": {"type": "boolean"},
+                    "code": {"type": ["string", "null"], "description": "Kafka error name (TOPIC_ALREADY_EXISTS, SASL_AUTHENTICATION_FAILED)"},
+                    "status": {"type": ["integer", "null"], "description": "HTTP status of an admin-API call"},
+                    "message": {"type": ["string", "null"]}}},
+                "AuditResource": {"type": "object", "required": ["type", "name", "outcome"], "properties": {
+                    "type": {"type": "string", "description": "topic, partition, group, client-quota, broker, tenant, policy, principal, client, limits, quotas, listener"},
+                    "name": {"type": "string", "description": "as the tenant names it"},
+                    "outcome": {"$ref": "#/components/schemas/AuditOutcome"}}},
+                "AuditEvent": {"type": "object", "required": ["id", "time", "instance", "tenant", "principal", "source_ip", "action", "resources", "outcome"], "properties": {
+                    "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+                    "instance": {"type": "string", "description": "the gateway instance that recorded it"},
+                    "tenant": {"type": ["string", "null"]}, "principal": {"type": ["string", "null"]},
+                    "source_ip": {"type": ["string", "null"]},
+                    "action": {"type": "string", "description": "kafka:<API> (kafka:CreateTopics), api:<METHOD> <path template>, or auth:failed"},
+                    "resources": {"type": "array", "items": {"$ref": "#/components/schemas/AuditResource"}},
+                    "outcome": {"$ref": "#/components/schemas/AuditOutcome"}}},
+                "AuditList": list_of("AuditEvent"),
                 "Partition": {"type": "object", "required": ["partition", "leader", "replicas", "in_sync_replicas", "bytes_in_per_sec", "bytes_out_per_sec"], "properties": {
                     "partition": {"type": "integer"}, "leader": {"type": "integer"},
                     "replicas": {"type": "array", "items": {"type": "integer"}},

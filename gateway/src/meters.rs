@@ -11,6 +11,11 @@
 //! made once and kept: per tenant in [`TenantMeters`] (one per tenant for the process, shared
 //! by its connections), per broker in [`BrokerMeters`], per API in a static table. Counting a
 //! request or a batch of bytes is then an atomic add.
+//!
+//! Error codes are read from the frame that goes to the client, decoded once more by its
+//! API's response type: the cost is per topic and partition, never per record (record
+//! batches decode as slices of the frame), and it covers answers the gateway wrote itself
+//! as well as the pool's.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -168,3 +168,37 @@ def test_usage_matches_the_pool_and_survives_kill_9(gw):
     assert status == 400 and body["field"] == "granularity", body
     status, _, body = op_after.call("GET", f"/v1/tenants/{tenant}/usage?from=yesterday")
     assert status == 400 and body["field"] == "from", body
+
+    # The CLI reads the same ledger: `sluice tenant usage` agrees with the API.
+    res = subprocess.run([str(SLUICE_BIN), "tenant", "usage", tenant, "--granularity", "day",
+                          "--bootstrap", POOL_BOOTSTRAP], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    cli = json.loads(res.stdout)
+    assert cli["tenant"] == tenant and cli["granularity"] == "day"
+    assert close(sum(b["gb_in"] for b in cli["items"]), size2), cli
+
+
+def test_operator_cli_creates_tenants_and_sets_limits_without_json(pool):
+    from tenants import get_tenant
+
+    def sluice(*args):
+        return subprocess.run([str(SLUICE_BIN), "tenant", *args, "--bootstrap", POOL_BOOTSTRAP],
+                              capture_output=True, text=True, timeout=60)
+
+    tid = "cli" + uuid.uuid4().hex[:8]
+    res = sluice("create", tid, "--limit", "max_partitions=5", "--limit", "max_connections=20", "--allow-all")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"id": tid, "version": 1}
+    doc = get_tenant(tid)["tenant"]
+    assert doc["limits"] == {"max_partitions": 5, "max_connections": 20}
+    assert doc["principals"] == {"*": {"policies": ["all"]}} and "all" in doc["policies"]
+    assert sluice("create", tid).returncode != 0, "a second create replaced the tenant"
+
+    res = sluice("set-limits", tid, "max_partitions=default", "produce_bytes_per_sec=2097152")
+    assert res.returncode == 0, res.stderr
+    assert get_tenant(tid)["tenant"]["limits"] == {"max_connections": 20, "produce_bytes_per_sec": 2097152}
+    res = sluice("set-limits", tid, "max_partitionz=3")
+    assert res.returncode != 0 and "max_partitionz" in res.stderr, res.stderr
+    res = sluice("set-limits", tid, "max_partitions=lots")
+    assert res.returncode != 0 and "max_partitions=lots" in res.stderr, res.stderr
+    assert get_tenant(tid)["version"] == 2

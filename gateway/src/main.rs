@@ -137,6 +137,45 @@ enum TenantCommand {
         #[arg(value_name = "-")]
         stdin: Option<String>,
     },
+    /// Create a tenant without writing JSON: `sluice tenant create acme --limit
+    /// max_partitions=100 --allow-all`; prints {"id":...,"version":1}. Fails if it exists.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        /// A limit override, KEY=VALUE (the `limits` keys of docs/operations.md); repeatable.
+        #[arg(long = "limit", value_name = "KEY=VALUE")]
+        limits: Vec<String>,
+        /// Give every principal of the tenant every action inside it (policy `all` on `*`).
+        #[arg(long)]
+        allow_all: bool,
+    },
+    /// Change limit overrides: KEY=VALUE sets one, KEY=default removes it (the gateway's
+    /// default applies again). Other fields of the tenant are kept.
+    SetLimits {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        limits: Vec<String>,
+    },
+    /// Print a tenant's usage in billing units (from the usage ledger in the pool), per
+    /// hour or day: {"tenant","granularity","items":[...]}.
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        /// RFC 3339 start (default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 end (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "hour", value_parser = ["hour", "day"])]
+        granularity: String,
+        #[arg(long, default_value = "__sluice_usage")]
+        usage_topic: String,
+    },
     /// Print a tenant as stored: {"version":N,"tenant":{...}}.
     Get {
         #[command(flatten)]
@@ -378,6 +417,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `limits` with KEY=VALUE (set) and KEY=default (unset) applied; unknown keys and
+/// non-numbers are refused, naming them.
+fn apply_limits(
+    limits: &sluice_tenancy::store::TenantLimits,
+    changes: &[String],
+) -> anyhow::Result<sluice_tenancy::store::TenantLimits> {
+    let mut map = match serde_json::to_value(limits)? {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for change in changes {
+        let (key, value) = change.split_once('=').ok_or_else(|| anyhow::anyhow!("{change:?}: expected KEY=VALUE"))?;
+        if value == "default" {
+            map.remove(key);
+        } else {
+            let n: u64 = value.parse().map_err(|_| anyhow::anyhow!("{key}={value}: the value must be a whole number or `default`"))?;
+            map.insert(key.to_owned(), n.into());
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| anyhow::anyhow!("limits: {e}"))
+}
+
 async fn open_store(args: &StoreArgs) -> anyhow::Result<TenantStore> {
     let access = PoolAccess {
         bootstrap: args.bootstrap.clone(),
@@ -447,6 +508,54 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        TenantCommand::Create { store, id, limits, allow_all } => {
+            let id: TenantId = id.parse().context("tenant id")?;
+            let mut doc = sluice_tenancy::store::TenantDoc::new(id.clone());
+            doc.limits = apply_limits(&doc.limits, &limits)?;
+            if allow_all {
+                let all = sluice_tenancy::PolicyDocument::from_value(serde_json::json!({
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": ["kafka-cluster:*"], "Resource": ["*"]}]
+                }))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                doc.policies.insert("all".into(), all);
+                doc.principals.insert("*".into(), sluice_tenancy::store::PrincipalEntry { policies: vec!["all".into()] });
+            }
+            let store = open_store(&store).await?;
+            let version = store.put(doc, Some(0)).await?;
+            println!("{}", serde_json::json!({"id": id.as_str(), "version": version}));
+            Ok(())
+        }
+        TenantCommand::SetLimits { store, id, limits } => {
+            let id: TenantId = id.parse().context("tenant id")?;
+            let store = open_store(&store).await?;
+            let current = store.get(&id).ok_or_else(|| anyhow::anyhow!("tenant {id} does not exist"))?;
+            let mut doc = current.doc.clone();
+            doc.limits = apply_limits(&doc.limits, &limits)?;
+            let version = store.put(doc.clone(), Some(current.version)).await?;
+            println!("{}", serde_json::json!({"id": id.as_str(), "version": version, "limits": doc.limits}));
+            Ok(())
+        }
+        TenantCommand::Usage { store, id, from, to, granularity, usage_topic } => {
+            let id: TenantId = id.parse().context("tenant id")?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            let parse = |v: Option<String>, what: &str| -> anyhow::Result<Option<u64>> {
+                v.map(|t| sluice_gateway::usage::parse_time(&t).map_err(|e| anyhow::anyhow!("--{what}: {e}"))).transpose()
+            };
+            let to = parse(to, "to")?.unwrap_or(now);
+            let from = parse(from, "from")?.unwrap_or(to.saturating_sub(sluice_gateway::usage::DAY));
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let bucket = if granularity == "day" { sluice_gateway::usage::DAY } else { sluice_gateway::usage::HOUR };
+            let access = PoolAccess {
+                bootstrap: store.bootstrap.clone(),
+                connect_timeout: Duration::from_millis(store.connect_timeout_ms.max(100)),
+                call_timeout: Duration::from_secs(20),
+                client_id: "sluice-cli",
+            };
+            let ledger = sluice_gateway::usage::read_all(access, &usage_topic).await?;
+            println!("{}", sluice_gateway::usage::report_json(&ledger, id.as_str(), from, to, bucket));
+            Ok(())
         }
         TenantCommand::List { store } => {
             let store = open_store(&store).await?;

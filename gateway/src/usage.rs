@@ -325,6 +325,52 @@ impl Ledger {
     }
 }
 
+/// Bucket widths of a usage report.
+pub const HOUR: u64 = HOUR_MS;
+pub const DAY: u64 = 24 * HOUR_MS;
+
+/// A usage report as JSON: `{"tenant", "granularity", "items": [{start, end, units...}]}`
+/// with RFC 3339 times (the API's and the CLI's format).
+pub fn report_json(ledger: &Ledger, tenant: &str, from_ms: u64, to_ms: u64, bucket_ms: u64) -> serde_json::Value {
+    let rfc3339 = |ms: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+    let items: Vec<serde_json::Value> = ledger
+        .report(tenant, from_ms, to_ms, bucket_ms)
+        .into_iter()
+        .map(|(start, u)| {
+            serde_json::json!({
+                "start": rfc3339(start),
+                "end": rfc3339(start + bucket_ms),
+                "cluster_hours": u.cluster_hours,
+                "partition_hours": u.partition_hours,
+                "gb_in": u.gb_in,
+                "gb_out": u.gb_out,
+                "storage_gb_hours": u.storage_gb_hours,
+            })
+        })
+        .collect();
+    let granularity = if bucket_ms == DAY { "day" } else { "hour" };
+    serde_json::json!({"tenant": tenant, "granularity": granularity, "items": items})
+}
+
+/// An RFC 3339 time as epoch milliseconds.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    humantime::parse_rfc3339_weak(text)
+        .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+        .map_err(|e| format!("{e} (RFC 3339, e.g. 2026-11-30T00:00:00Z)"))
+}
+
+/// Reads the whole ledger topic into a fresh [`Ledger`] (for the CLI).
+pub async fn read_all(access: PoolAccess, topic: &str) -> Result<Ledger, crate::kclient::KafkaError> {
+    let ledger = Ledger::default();
+    let mut reader = Reader::from_start(access, topic.to_owned());
+    for rec in reader.read_to_end().await? {
+        if let Some(r) = rec.value.as_ref().and_then(|v| serde_json::from_slice::<UsageRecord>(v).ok()) {
+            ledger.apply(&r);
+        }
+    }
+    Ok(ledger)
+}
+
 /// Tails the ledger topic into `ledger` until cancelled.
 pub async fn run_reader(ledger: Arc<Ledger>, access: PoolAccess, topic: String, cancel: CancellationToken) {
     let mut reader = Reader::from_start(access, topic);

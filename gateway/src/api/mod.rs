@@ -449,7 +449,7 @@ impl Api {
     /// `GET /v1/tenants/{t}/usage?from=&to=&granularity=hour|day`: billing units per
     /// bucket (default: the last 24 hours, per hour). Times are RFC 3339.
     fn usage(&self, tenant: &TenantId, query: Option<&str>) -> Result<Resp, Problem> {
-        const HOUR: u64 = 3_600_000;
+        use crate::usage::{DAY, HOUR};
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -457,9 +457,7 @@ impl Api {
         let (mut from, mut to, mut bucket) = (None, None, HOUR);
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let time = |field: &str| {
-                humantime::parse_rfc3339_weak(&v)
-                    .map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
-                    .map_err(|e| Problem::field(StatusCode::BAD_REQUEST, field, format!("{field}: {e} (RFC 3339, e.g. 2026-11-30T00:00:00Z)")))
+                crate::usage::parse_time(&v).map_err(|e| Problem::field(StatusCode::BAD_REQUEST, field, format!("{field}: {e}")))
             };
             match k.as_ref() {
                 "from" => from = Some(time("from")?),
@@ -467,7 +465,7 @@ impl Api {
                 "granularity" => {
                     bucket = match v.as_ref() {
                         "hour" => HOUR,
-                        "day" => 24 * HOUR,
+                        "day" => DAY,
                         other => {
                             return Err(Problem::field(
                                 StatusCode::BAD_REQUEST,
@@ -488,27 +486,8 @@ impl Api {
         if (to - from) / bucket > 24 * 400 {
             return Err(Problem::field(StatusCode::BAD_REQUEST, "to", "at most 9600 buckets per request"));
         }
-        let rfc3339 = |ms: u64| {
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        };
-        let items: Vec<Value> = self
-            .usage
-            .report(tenant.as_str(), from, to, bucket)
-            .into_iter()
-            .map(|(start, u)| {
-                json!({
-                    "start": rfc3339(start),
-                    "end": rfc3339(start + bucket),
-                    "cluster_hours": u.cluster_hours,
-                    "partition_hours": u.partition_hours,
-                    "gb_in": u.gb_in,
-                    "gb_out": u.gb_out,
-                    "storage_gb_hours": u.storage_gb_hours,
-                })
-            })
-            .collect();
-        let granularity = if bucket == HOUR { "hour" } else { "day" };
-        Ok(json_response(StatusCode::OK, &json!({"tenant": tenant.as_str(), "granularity": granularity, "items": items}), None))
+        let report = crate::usage::report_json(&self.usage, tenant.as_str(), from, to, bucket);
+        Ok(json_response(StatusCode::OK, &report, None))
     }
 
     async fn topics(&self, tenant: &TenantId, query: &Query) -> Result<Resp, Problem> {

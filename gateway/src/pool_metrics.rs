@@ -103,7 +103,9 @@ pub async fn run(access: PoolAccess, store: TenantStore, every: Duration, cancel
     let mut reported = Round::default();
     let mut failures = 0u32;
     loop {
-        match poll(&access).await {
+        let snapshot = store.snapshot();
+        let known = |t: &str| t.parse::<TenantId>().ok().is_some_and(|id| snapshot.get(&id).is_some());
+        match poll(&access, &known).await {
             Ok(round) => {
                 failures = 0;
                 publish(&store, &round, &reported);
@@ -153,8 +155,8 @@ fn publish(store: &TenantStore, round: &Round, before: &Round) {
     }
 }
 
-/// One round against the pool.
-pub async fn poll(access: &PoolAccess) -> Result<Round, KafkaError> {
+/// One round against the pool; groups are read only for tenants `known` says exist.
+pub async fn poll(access: &PoolAccess, known: &(dyn Fn(&str) -> bool + Sync)) -> Result<Round, KafkaError> {
     let mut any = access.connect_any().await?;
     let md: MetadataResponse =
         any.call(ApiKey::Metadata, METADATA_VERSION, &MetadataRequest::default().with_topics(None), Duration::ZERO).await?;
@@ -183,7 +185,7 @@ pub async fn poll(access: &PoolAccess) -> Result<Round, KafkaError> {
                 continue;
             }
         };
-        if let Err(e) = broker_round(&mut conn, &mut sizes, &mut committed).await {
+        if let Err(e) = broker_round(&mut conn, known, &mut sizes, &mut committed).await {
             debug!(node = id, error = %e, "pool metrics: broker round failed");
             continue;
         }
@@ -217,6 +219,7 @@ pub async fn poll(access: &PoolAccess) -> Result<Round, KafkaError> {
 /// this broker coordinates.
 async fn broker_round(
     conn: &mut KafkaConn,
+    known: &(dyn Fn(&str) -> bool + Sync),
     sizes: &mut HashMap<(String, i32), u64>,
     committed: &mut HashMap<(String, String, i32), i64>,
 ) -> Result<(), KafkaError> {
@@ -236,7 +239,7 @@ async fn broker_round(
     let groups: Vec<GroupId> = listed
         .groups
         .into_iter()
-        .filter(|g| g.group_type.as_str() != "share" && split(g.group_id.0.as_str()).is_some())
+        .filter(|g| g.group_type.as_str() != "share" && split(g.group_id.0.as_str()).is_some_and(|(t, _)| known(t)))
         .map(|g| g.group_id)
         .collect();
     for chunk in groups.chunks(GROUPS_PER_CALL) {

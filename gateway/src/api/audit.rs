@@ -52,19 +52,21 @@ impl Api {
         let mut tenant: Option<String> = None;
         let outcome = Outcome::http(status.as_u16(), detail);
         let resource = |kind: &str, name: &str| Resource { kind: kind.to_owned(), name: name.to_owned(), outcome: outcome.clone() };
-        // A created tenant is named by the body, which the answer repeats.
-        let resp = if segments == ["tenants"] && *method == Method::POST && status == StatusCode::CREATED {
+        // What a POST created is named by the body, which the answer repeats.
+        let mut created = None;
+        let resp = if *method == Method::POST && status == StatusCode::CREATED {
             let (parts, body) = resp.into_parts();
             let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
-            if let Some(id) = id {
-                resources.push(resource("tenant", &id));
-                tenant = Some(id);
-            }
+            let answer = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
+            created = ["id", "client_id"].iter().find_map(|k| answer.get(*k).and_then(Value::as_str).map(str::to_owned));
             Response::from_parts(parts, Full::new(bytes))
         } else {
             resp
         };
+        if let (["tenants"], Some(id)) = (segments.as_slice(), &created) {
+            resources.push(resource("tenant", id));
+            tenant = Some(id.clone());
+        }
         for (i, seg) in segments.iter().enumerate() {
             template.push(match i {
                 1 => "{tenant}",
@@ -81,10 +83,15 @@ impl Api {
             // other tenant's names.
             if own.as_deref() == Some(*t) {
                 resources.push(resource("tenant", t));
-                match rest {
-                    [kind] => resources.push(resource(kind, t)),
-                    [kind, name, ..] => resources.push(resource(singular(kind), name)),
-                    [] => {}
+                match (rest, &created) {
+                    // Named as in the path of the client (its id is `<tenant>.<name>`).
+                    (["clients"], Some(id)) => {
+                        let name = id.strip_prefix(&format!("{t}.")).unwrap_or(id);
+                        resources.push(resource("client", name))
+                    }
+                    ([kind @ ("limits" | "quotas")], _) => resources.push(resource(kind, t)),
+                    ([kind, name, ..], _) => resources.push(resource(singular(kind), name)),
+                    _ => {}
                 }
             }
             tenant = own.filter(|o| o.parse::<TenantId>().is_ok());

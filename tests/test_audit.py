@@ -1,0 +1,203 @@
+"""The audit log (SPEC 9, issue 6 point 4) end to end against the real pool: a tenant's
+Kafka admin client creates, re-creates and deletes a topic, a client fails SASL
+authentication, a refused bearer token and admin-API mutations reach the API; the
+tenant's admin reads each back from GET /v1/tenants/{t}/audit with principal, source IP,
+action, resources and outcome; another tenant's admin sees none of it; and the events are
+still there after the gateway restarts (read back from __sluice_audit).
+"""
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from conftest import POOL_BOOTSTRAP, SLUICE_BIN
+from tenants import ALLOW_ALL
+from test_admin_api import Http, admin_client, mint, new_id, oauth_token
+from test_oauth import _wait_port, start_oauth_gateway, stop_gateway
+
+
+@pytest.fixture(scope="module")
+def gw(pool, tmp_path_factory):
+    g = start_oauth_gateway(tmp_path_factory.mktemp("audit"), ttl_secs=3600)
+    yield g
+    stop_gateway(g)
+
+
+def restart(gw):
+    """SIGTERM (the writer flushes what is queued), then the same command and config."""
+    gw.proc.terminate()
+    gw.proc.wait(30)
+    log = open(gw.log_path, "a")
+    log.write("\n--- stopped, restarting ---\n")
+    log.flush()
+    gw.proc = subprocess.Popen([str(SLUICE_BIN), "serve", "--config", str(gw.config_path)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    assert all(_wait_port(p, 30) for p in (gw.bootstrap_port, gw.admin_port)), gw.log()[-3000:]
+
+
+def tenant_with_admin(op: Http, gw, tid: str):
+    """A tenant whose principal `app` may do anything, and its admin's API client."""
+    status, _, body = op.call("POST", "/v1/tenants", {"id": tid, "policies": {"all": ALLOW_ALL},
+                                                     "principals": {"app": {"policies": ["all"]}}})
+    assert status == 201, body
+    status, _, created = op.call("POST", f"/v1/tenants/{tid}/clients", {"name": "admin", "scopes": ["sluice:admin"]})
+    assert status == 201, created
+    token = oauth_token(gw, created["client_id"], created["client_secret"], "sluice:admin")
+    subject = op.call("GET", f"/v1/tenants/{tid}/clients/admin")[2]["subject"]
+    return Http(gw.url, token), subject
+
+
+def forged(token: str) -> str:
+    """The same claims under a signature that does not verify."""
+    head, payload, sig = token.split(".")
+    return f"{head}.{payload}.{sig[:-4]}{'AAAA' if not sig.endswith('AAAA') else 'BBBB'}"
+
+
+def all_events(api: Http, tid: str, limit: int = 1000) -> list:
+    """Every page of the tenant's audit log, checking the pages are consistent."""
+    events, token = [], None
+    while True:
+        q = f"?limit={limit}" + (f"&page_token={token}" if token else "")
+        status, _, body = api.call("GET", f"/v1/tenants/{tid}/audit{q}")
+        assert status == 200, body
+        events += body["items"]
+        token = body["next_page_token"]
+        if token is None:
+            return events
+        assert len(body["items"]) == limit, body
+
+
+def wait_events(api: Http, tid: str, want, what: str, timeout: float = 30) -> list:
+    deadline = time.time() + timeout
+    while True:
+        events = all_events(api, tid)
+        if want(events):
+            return events
+        assert time.time() < deadline, f"{what}: {events}"
+        time.sleep(0.5)
+
+
+def find(events, action, pred=lambda e: True):
+    return [e for e in events if e["action"] == action and pred(e)]
+
+
+def resources(e, kind):
+    return {r["name"]: r["outcome"] for r in e["resources"] if r["type"] == kind}
+
+
+def test_audit_log_per_tenant_survives_restart(gw):
+    op = Http(gw.url, mint(gw, scope="sluice:operator"))
+    tid, other = new_id(), new_id()
+    admin, admin_subject = tenant_with_admin(op, gw, tid)
+    other_admin, _ = tenant_with_admin(op, gw, other)
+
+    # Kafka control plane: create, create again (refused by the pool), delete.
+    topic = "aud-" + uuid.uuid4().hex[:6]
+    kafka = admin_client(gw, tid)
+    kafka.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)],
+                        operation_timeout=30, request_timeout=30)[topic].result(timeout=60)
+    with pytest.raises(KafkaException) as again:
+        kafka.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)],
+                            operation_timeout=30, request_timeout=30)[topic].result(timeout=60)
+    assert "already exists" in str(again.value).lower(), again.value
+    kafka.delete_topics([topic], operation_timeout=30, request_timeout=30)[topic].result(timeout=60)
+
+    # A failed SASL authentication: app's claims, a signature that does not verify.
+    bad = AdminClient({"bootstrap.servers": gw.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                       "sasl.mechanism": "PLAIN", "sasl.username": "app",
+                       "sasl.password": forged(mint(gw, tenant=tid, subject="app"))})
+    with pytest.raises(KafkaException):
+        bad.list_topics(timeout=5)
+
+    # Admin API: a mutation that works, one refused with 400, and a forged bearer token.
+    assert admin.call("PUT", f"/v1/tenants/{tid}/policies/extra", ALLOW_ALL)[0] == 200
+    assert admin.call("PUT", f"/v1/tenants/{tid}/principals/bob", {"policies": ["nope"]})[0] == 400
+    assert Http(gw.url, forged(admin.token)).call("PUT", f"/v1/tenants/{tid}/policies/x", ALLOW_ALL)[0] == 401
+
+    def complete(events):
+        return (find(events, "kafka:DeleteTopics")
+                and len(find(events, "kafka:CreateTopics")) == 2
+                and find(events, "auth:failed", lambda e: resources(e, "listener").keys() == {"kafka"})
+                and find(events, "auth:failed", lambda e: resources(e, "listener").keys() == {"admin-api"})
+                and find(events, "api:PUT /v1/tenants/{tenant}/policies/{name}")
+                and find(events, "api:PUT /v1/tenants/{tenant}/principals/{name}"))
+
+    events = wait_events(admin, tid, complete, "the tenant's audit log")
+    times = [e["time"] for e in events]
+    assert times == sorted(times, reverse=True), "newest first"
+    assert len({e["id"] for e in events}) == len(events), "no repeats"
+    for e in events:
+        assert e["tenant"] == tid, e
+        for r in e["resources"]:
+            assert not r["name"].startswith(tid + "."), f"a pool name leaked: {e}"
+
+    created = find(events, "kafka:CreateTopics")
+    ok = [e for e in created if e["outcome"]["ok"]]
+    refused = [e for e in created if not e["outcome"]["ok"]]
+    assert len(ok) == 1 and len(refused) == 1, created
+    for e in created:
+        assert e["principal"] == "app" and e["source_ip"] == "127.0.0.1", e
+    assert resources(ok[0], "topic") == {topic: {"ok": True, "code": None, "status": None, "message": None}}, ok[0]
+    assert resources(refused[0], "topic")[topic]["code"] == "TOPIC_ALREADY_EXISTS", refused[0]
+    assert refused[0]["outcome"]["code"] == "TOPIC_ALREADY_EXISTS", refused[0]
+    deleted = find(events, "kafka:DeleteTopics")[0]
+    assert resources(deleted, "topic") == {topic: {"ok": True, "code": None, "status": None, "message": None}}, deleted
+    assert deleted["principal"] == "app"
+
+    sasl = find(events, "auth:failed", lambda e: resources(e, "listener").keys() == {"kafka"})[0]
+    assert sasl["principal"] == "app" and sasl["source_ip"] == "127.0.0.1", sasl
+    assert sasl["outcome"]["ok"] is False and sasl["outcome"]["code"] == "SASL_AUTHENTICATION_FAILED", sasl
+    assert sasl["outcome"]["message"], sasl
+    api_refused = find(events, "auth:failed", lambda e: resources(e, "listener").keys() == {"admin-api"})[0]
+    assert api_refused["outcome"]["status"] == 401 and api_refused["principal"] == admin_subject, api_refused
+
+    put = find(events, "api:PUT /v1/tenants/{tenant}/policies/{name}")[0]
+    assert put["principal"] == admin_subject and put["source_ip"] == "127.0.0.1", put
+    assert put["outcome"] == {"ok": True, "code": None, "status": 200, "message": None}, put
+    assert resources(put, "policy") == {"extra": put["outcome"]}, put
+    bad_put = find(events, "api:PUT /v1/tenants/{tenant}/principals/{name}")[0]
+    assert bad_put["outcome"]["status"] == 400 and "nope" in bad_put["outcome"]["message"], bad_put
+    # The operator's calls on the tenant are the tenant's events too.
+    assert find(events, "api:POST /v1/tenants/{tenant}/clients",
+                lambda e: e["principal"] == "ops" and "admin" in resources(e, "client")), events
+
+    # Paging: two at a time gives the same events in the same order.
+    assert [e["id"] for e in all_events(admin, tid, limit=2)] == [e["id"] for e in events]
+    # A time window: nothing before the first event, everything from it.
+    first = min(times)
+    status, _, body = admin.call("GET", f"/v1/tenants/{tid}/audit?to={first}")
+    assert status == 200 and body["items"] == [], body
+    status, _, body = admin.call("GET", f"/v1/tenants/{tid}/audit?from=yesterday")
+    assert status == 400 and body["field"] == "from", body
+
+    # Another tenant's admin: none of these events, and no way to ask for them.
+    theirs = all_events(other_admin, other)
+    ids = {e["id"] for e in events}
+    assert not [e for e in theirs if e["id"] in ids or e["tenant"] != other], theirs
+    assert not [e for e in theirs for r in e["resources"] if r["name"] in (topic, tid, "extra")], theirs
+    assert other_admin.call("GET", f"/v1/tenants/{tid}/audit")[0] == 404
+    # The operator reads any tenant's.
+    assert ids <= {e["id"] for e in all_events(op, tid)}
+
+    # The journal topic in the pool: one partition, 90 days.
+    pool_admin = AdminClient({"bootstrap.servers": POOL_BOOTSTRAP})
+    md = pool_admin.list_topics(timeout=10).topics["__sluice_audit"]
+    assert len(md.partitions) == 1
+    cfg = pool_admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "__sluice_audit")])
+    entries = list(cfg.values())[0].result(timeout=30)
+    assert entries["retention.ms"].value == str(90 * 86_400_000)
+
+    # A mutation just before a clean stop is flushed on shutdown; after the restart every
+    # event is read back from the journal.
+    assert admin.call("PUT", f"/v1/tenants/{tid}/policies/last", ALLOW_ALL)[0] == 200
+    restart(gw)
+    admin = Http(gw.url, admin.token)
+    after = wait_events(admin, tid, lambda ev: ids <= {e["id"] for e in ev}
+                        and find(ev, "api:PUT /v1/tenants/{tenant}/policies/{name}",
+                                 lambda e: "last" in resources(e, "policy")),
+                        "events after the restart")
+    before = {e["id"]: e for e in events}
+    assert [e for e in after if e["id"] in before] == events, "the same events, unchanged"

@@ -214,6 +214,7 @@ impl Gateway {
                 audit: shared.audit.clone(),
                 quotas: shared.quotas.clone(),
                 usage: usage_ledger.clone(),
+                placement: shared.config.placement.clone(),
                 pool: PoolAccess {
                     bootstrap: shared.config.pool_bootstrap.clone(),
                     connect_timeout: shared.config.connect_timeout,

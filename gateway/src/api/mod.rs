@@ -56,6 +56,8 @@ pub struct Api {
     pub quotas: std::sync::Arc<sluice_quota::Quotas>,
     /// The usage ledger as this instance has read it.
     pub usage: std::sync::Arc<crate::usage::Ledger>,
+    /// Placement settings (`[placement]`) for the operator's placement endpoints.
+    pub placement: crate::config::PlacementSettings,
     pub pool: PoolAccess,
     /// Where mutations and refused tokens are recorded, and audit pages read.
     pub audit: std::sync::Arc<crate::audit::Audit>,
@@ -249,6 +251,11 @@ impl Api {
                 let if_match = if_match(&req)?;
                 self.tenant_route(method, &tenant, rest, req, caller, if_match, &query).await
             }
+            (method, ["placement", rest @ ..]) => {
+                caller.require_operator()?;
+                let body: PlacementRequest = if method == Method::POST { read_body(req).await? } else { PlacementRequest::default() };
+                self.placement_route(method, rest, body).await
+            }
             (_, ["tenants"]) => Err(method_not_allowed()),
             _ => Err(Problem::new(StatusCode::NOT_FOUND, format!("no such resource: {path}"))),
         }
@@ -403,6 +410,63 @@ impl Api {
             (_, [] | ["limits"] | ["policies"] | ["policies", _] | ["principals"] | ["principals", _] | ["clients"])
             | (_, ["clients", _] | ["quotas"] | ["topics"] | ["usage"]) => Err(method_not_allowed()),
             _ => Err(Problem::new(StatusCode::NOT_FOUND, format!("no such resource under tenant {tenant}"))),
+        }
+    }
+
+    fn placement(&self, who: &str) -> crate::placement::Placement {
+        crate::placement::Placement::new(
+            self.pool.bootstrap.clone(),
+            self.pool.connect_timeout,
+            self.placement.clone(),
+            format!("api-{who}-{}", std::process::id()),
+        )
+    }
+
+    /// Operator placement (SPEC 8): status, dry-run plan, apply in the background under the
+    /// rebalancer's lease, cancel. Adding a broker needs only an apply (it fills); draining
+    /// one is an apply with `drain`.
+    async fn placement_route(&self, method: Method, rest: &[&str], body: PlacementRequest) -> Result<Resp, Problem> {
+        let failed = |e: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("placement: {e}"));
+        let mut drain = self.placement.drain.clone();
+        drain.extend(body.drain.iter().copied());
+        match (method, rest) {
+            (Method::GET, []) => {
+                let p = self.placement("status");
+                let status = crate::placement::cli::status(&p, &drain).await.map_err(|e| failed(e.to_string()))?;
+                Ok(json_response(StatusCode::OK, &status, None))
+            }
+            (Method::POST, ["plan"]) => {
+                let p = self.placement("plan");
+                let snap = p.snapshot(&drain, None).await.map_err(|e| failed(e.to_string()))?;
+                let plan = p.plan(&snap).map_err(|e| failed(e.to_string()))?;
+                Ok(json_response(StatusCode::OK, &crate::placement::cli::plan_json(&snap, &plan), None))
+            }
+            (Method::POST, ["apply"]) => {
+                let p = self.placement("apply");
+                let ttl = Duration::from_secs(120);
+                let held = crate::placement::cli::take_lease(&p, ttl).await.map_err(|e| failed(e.to_string()))?;
+                if !held {
+                    return Err(Problem::new(StatusCode::CONFLICT, "another applier (a gateway's rebalancer or the CLI) holds the placement lease"));
+                }
+                let snap = p.snapshot(&drain, None).await.map_err(|e| failed(e.to_string()))?;
+                let plan = p.plan(&snap).map_err(|e| failed(e.to_string()))?;
+                let planned = crate::placement::cli::plan_json(&snap, &plan);
+                tokio::spawn(async move {
+                    let outcome = crate::placement::cli::apply(&p, &drain, ttl, |v| info!(report = %v, "placement apply (API)")).await;
+                    if let Err(e) = outcome {
+                        warn!(error = %e, "placement apply (API) failed");
+                    }
+                    let _ = p.state.release_lease(&p.me).await;
+                });
+                Ok(json_response(StatusCode::ACCEPTED, &json!({"started": true, "plan": planned}), None))
+            }
+            (Method::POST, ["cancel"]) => {
+                let p = self.placement("cancel");
+                let (cancelled, recovery) = p.cancel().await.map_err(|e| failed(e.to_string()))?;
+                Ok(json_response(StatusCode::OK, &json!({"cancelled_reassignments": cancelled, "recovery": recovery}), None))
+            }
+            (_, [] | ["plan"] | ["apply"] | ["cancel"]) => Err(method_not_allowed()),
+            _ => Err(Problem::new(StatusCode::NOT_FOUND, "no such placement resource")),
         }
     }
 
@@ -722,6 +786,15 @@ struct NewClient {
     policies: Option<Vec<String>>,
     #[serde(default)]
     scopes: Vec<String>,
+}
+
+/// Body of the placement POSTs.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlacementRequest {
+    /// Brokers to empty, besides `[placement] drain`.
+    #[serde(default)]
+    drain: Vec<i32>,
 }
 
 #[derive(Deserialize)]

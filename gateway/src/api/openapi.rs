@@ -165,6 +165,18 @@ pub fn document() -> Value {
                 "get": op("Sub-quotas (Kafka client quotas) inside the tenant's limits", None, ok("200", "SubQuotas", true), READ, &[]),
                 "put": op("Replace the sub-quotas", Some("SubQuotas"), ok("200", "SubQuotas", true), WRITE, &[if_match])
             },
+            "/v1/placement": {
+                "get": op("Placement status (operator): imbalance, per-broker load, the lease, an apply in progress, reassignments", None, ok("200", "PlacementStatus", false), READ, &[])
+            },
+            "/v1/placement/plan": {
+                "post": op("A dry-run plan (operator); drain lists brokers to empty", Some("PlacementRequest"), ok("200", "PlacementPlan", false), WRITE, &[])
+            },
+            "/v1/placement/apply": {
+                "post": op("Plan and apply in the background under the rebalancer's lease (operator); 409 while another applier holds it", Some("PlacementRequest"), ok("202", "PlacementStarted", false), WRITE, &[])
+            },
+            "/v1/placement/cancel": {
+                "post": op("Cancel a running apply and its reassignments (operator)", Some("PlacementRequest"), ok("200", "PlacementCancelled", false), WRITE, &[])
+            },
             "/v1/tenants/{tenant}/usage": {
                 "parameters": [param("tenant")],
                 "get": op("Billing units per hour or day (MSK Serverless's: cluster-hours, partition-hours, GB in/out, storage GB-hours)", None, ok("200", "Usage", false), READ,
@@ -285,6 +297,23 @@ pub fn document() -> Value {
                     "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/Partition"}},
                     "bytes_in_per_sec": {"type": "number"}, "bytes_out_per_sec": {"type": "number"}}},
                 "TopicList": list_of("Topic"),
+                "PlacementRequest": {"type": "object", "additionalProperties": false, "properties": {
+                    "drain": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2147483647}}}},
+                "PlacementStatus": {"type": "object", "required": ["imbalance", "brokers", "reassignments"], "properties": {
+                    "imbalance": {"type": "number"},
+                    "brokers": {"type": "array", "items": {"type": "object", "required": ["id", "leaders", "replicas"]}},
+                    "lease": {}, "applying": {},
+                    "reassignments": {"type": "array", "items": {"type": "object"}}}},
+                "PlacementPlan": {"type": "object", "required": ["brokers", "partitions", "imbalance_before", "imbalance_after", "bytes_moved", "leader_changes", "moves"], "properties": {
+                    "brokers": {"type": "integer"}, "partitions": {"type": "integer"},
+                    "imbalance_before": {"type": "number"}, "imbalance_after": {"type": "number"},
+                    "bytes_moved": {"type": "integer"}, "deferred_repairs": {},
+                    "leader_changes": {"type": "array", "items": {"type": "object"}},
+                    "moves": {"type": "array", "items": {"type": "object"}}}},
+                "PlacementStarted": {"type": "object", "required": ["started", "plan"], "properties": {
+                    "started": {"type": "boolean"}, "plan": {"$ref": "#/components/schemas/PlacementPlan"}}},
+                "PlacementCancelled": {"type": "object", "required": ["cancelled_reassignments", "recovery"], "properties": {
+                    "cancelled_reassignments": {"type": "integer"}, "recovery": {}}},
                 "UsageBucket": {"type": "object", "required": ["start", "end", "cluster_hours", "partition_hours", "gb_in", "gb_out", "storage_gb_hours"], "properties": {
                     "start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},
                     "cluster_hours": {"type": "number", "minimum": 0}, "partition_hours": {"type": "number", "minimum": 0},

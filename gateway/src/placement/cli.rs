@@ -57,54 +57,17 @@ pub async fn run(req: Request) -> anyhow::Result<()> {
             let plan = p.plan(&snap)?;
             println!("{}", plan_json(&snap, &plan));
         }
-        Action::Status => {
-            let snap = p.snapshot(&drain, None).await?;
-            let (lease, applier) = match p.state.latest().await {
-                Ok((m, _)) => (
-                    m.get(KEY_LEASE).and_then(|v| serde_json::from_slice::<Lease>(v).ok()),
-                    m.get(KEY_APPLIER).and_then(|v| serde_json::from_slice::<ApplierState>(v).ok()),
-                ),
-                Err(_) => (None, None),
-            };
-            let ongoing: Vec<Value> = snap
-                .ongoing
-                .iter()
-                .map(|((t, i), o)| json!({"topic": t, "partition": i, "replicas": o.replicas, "adding": o.adding, "removing": o.removing, "tenant_topic": tenant_of(t).is_some()}))
-                .collect();
-            let loads = sluice_placement::broker_loads(&snap.cluster);
-            let mut brokers: Vec<Value> = snap
-                .brokers
-                .iter()
-                .map(|b| {
-                    let (i, o) = loads.get(&b.id).copied().unwrap_or_default();
-                    let leaders = snap.cluster.partitions.iter().filter(|x| x.leader == b.id).count();
-                    let replicas = snap.cluster.partitions.iter().filter(|x| x.replicas.contains(&b.id)).count();
-                    json!({"id": b.id, "rack": b.rack, "bytes_in_per_sec": i, "bytes_out_per_sec": o, "leaders": leaders, "replicas": replicas})
-                })
-                .collect();
-            brokers.sort_by_key(|b| b["id"].as_i64());
-            println!(
-                "{}",
-                json!({
-                    "imbalance": snap.imbalance(),
-                    "brokers": brokers,
-                    "lease": lease,
-                    "applying": applier,
-                    "reassignments": ongoing,
-                })
-            );
-        }
+        Action::Status => println!("{}", status(&p, &drain).await?),
         Action::Cancel => {
             let (cancelled, recovery) = p.cancel().await?;
             println!("{}", json!({"cancelled_reassignments": cancelled, "recovery": recovery}));
         }
         Action::Apply => {
-            p.state.ensure().await?;
             let ttl = Duration::from_secs(120);
-            if !p.state.try_lease(&p.me, ttl).await? {
+            if !take_lease(&p, ttl).await? {
                 anyhow::bail!("a gateway's rebalancer holds the placement lease; try again later or disable it");
             }
-            let result = apply(&p, &drain, ttl).await;
+            let result = apply(&p, &drain, ttl, |line| println!("{line}")).await;
             let _ = p.state.release_lease(&p.me).await;
             result?;
         }
@@ -112,10 +75,55 @@ pub async fn run(req: Request) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apply(p: &Placement, drain: &[i32], ttl: Duration) -> Result<(), PlacementFailure> {
+/// Takes the placement lease for `p.me` (the state topic is created if missing).
+pub async fn take_lease(p: &Placement, ttl: Duration) -> anyhow::Result<bool> {
+    p.state.ensure().await?;
+    Ok(p.state.try_lease(&p.me, ttl).await?)
+}
+
+/// Imbalance, per-broker load and counts, the lease, the applier's state and the pool's
+/// reassignments in flight.
+pub async fn status(p: &Placement, drain: &[i32]) -> anyhow::Result<Value> {
+    let snap = p.snapshot(drain, None).await?;
+    let (lease, applier) = match p.state.latest().await {
+        Ok((m, _)) => (
+            m.get(KEY_LEASE).and_then(|v| serde_json::from_slice::<Lease>(v).ok()),
+            m.get(KEY_APPLIER).and_then(|v| serde_json::from_slice::<ApplierState>(v).ok()),
+        ),
+        Err(_) => (None, None),
+    };
+    let ongoing: Vec<Value> = snap
+        .ongoing
+        .iter()
+        .map(|((t, i), o)| json!({"topic": t, "partition": i, "replicas": o.replicas, "adding": o.adding, "removing": o.removing, "tenant_topic": tenant_of(t).is_some()}))
+        .collect();
+    let loads = sluice_placement::broker_loads(&snap.cluster);
+    let mut brokers: Vec<Value> = snap
+        .brokers
+        .iter()
+        .map(|b| {
+            let (i, o) = loads.get(&b.id).copied().unwrap_or_default();
+            let leaders = snap.cluster.partitions.iter().filter(|x| x.leader == b.id).count();
+            let replicas = snap.cluster.partitions.iter().filter(|x| x.replicas.contains(&b.id)).count();
+            json!({"id": b.id, "rack": b.rack, "bytes_in_per_sec": i, "bytes_out_per_sec": o, "leaders": leaders, "replicas": replicas})
+        })
+        .collect();
+    brokers.sort_by_key(|b| b["id"].as_i64());
+    Ok(json!({
+        "imbalance": snap.imbalance(),
+        "brokers": brokers,
+        "lease": lease,
+        "applying": applier,
+        "reassignments": ongoing,
+    }))
+}
+
+/// Plans and applies under the lease the caller holds, reporting the plan, progress and
+/// the outcome as JSON documents to `report`.
+pub async fn apply(p: &Placement, drain: &[i32], ttl: Duration, report: impl Fn(Value)) -> Result<(), PlacementFailure> {
     let snap = p.snapshot(drain, None).await?;
     let plan = p.plan(&snap)?;
-    println!("{}", plan_json(&snap, &plan));
+    report(plan_json(&snap, &plan));
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     let renew = {
@@ -135,16 +143,13 @@ async fn apply(p: &Placement, drain: &[i32], ttl: Duration) -> Result<(), Placem
         .apply(&snap, &plan, &cancel, |pr| {
             let mut v = serde_json::to_value(pr).unwrap_or(Value::Null);
             v["elapsed_secs"] = json!(started.elapsed().as_secs_f64());
-            println!("{}", json!({ "progress": v }));
+            report(json!({ "progress": v }));
         })
         .await;
     cancel.cancel();
     let _ = renew.await;
     let progress = result?;
     let after = p.snapshot(drain, None).await?;
-    println!(
-        "{}",
-        json!({"done": progress, "imbalance_before": plan.imbalance_before, "imbalance_predicted": plan.imbalance_after, "imbalance_now": after.imbalance()})
-    );
+    report(json!({"done": progress, "imbalance_before": plan.imbalance_before, "imbalance_predicted": plan.imbalance_after, "imbalance_now": after.imbalance()}));
     Ok(())
 }

@@ -216,12 +216,24 @@ fn parse_tool_time(s: &str) -> Option<f64> {
     Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + ms as f64 / 1000.0)
 }
 
-/// Lines of a tool's stderr that report an exception or an error-level log.
+/// Lines of a tool's stderr that report an exception or an error-level log. A WARN
+/// line naming an exception is the client retrying (a leader moved, say), not a
+/// failure: failed sends are printed as bare exception lines or at ERROR.
 pub fn count_error_lines(stderr: &str) -> usize {
     stderr
         .lines()
-        .filter(|l| l.contains("Exception") || l.contains(" ERROR ") || l.starts_with("ERROR"))
+        .filter(|l| {
+            (l.contains("Exception") && !l.contains(" WARN "))
+                || l.contains(" ERROR ")
+                || l.starts_with("ERROR")
+        })
         .count()
+}
+
+/// WARN lines of a tool's stderr: retries and reconnects, worth reporting beside
+/// latencies they inflate.
+pub fn count_warn_lines(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains(" WARN ")).count()
 }
 
 /// Runs tools through `deploy/kafka-tool.sh`, one numbered log pair per run.
@@ -421,6 +433,10 @@ start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.s
     fn producer_counts_stderr_exceptions() {
         let stderr = "org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s)\n\tat x\nWARN fine\n";
         assert_eq!(parse_producer(PRODUCER_OUT, stderr).unwrap().error_lines, 1);
+        let retried = "[2026-11-30 04:45:52,816] WARN [Producer clientId=x] Received invalid metadata error in produce request on partition v-0 due to org.apache.kafka.common.errors.NotLeaderOrFollowerException: ...\n\
+                       [2026-11-30 04:45:53,037] ERROR [Producer clientId=x] Uncaught error\n";
+        assert_eq!(count_error_lines(retried), 1);
+        assert_eq!(count_warn_lines(retried), 1);
     }
 
     #[test]

@@ -26,7 +26,8 @@ SCHEMATHESIS = ROOT / "tests" / ".venv-schemathesis" / "bin" / "schemathesis"
 
 @pytest.fixture(scope="module")
 def gw(pool, tmp_path_factory):
-    g = start_oauth_gateway(tmp_path_factory.mktemp("admin-api"), ttl_secs=3600)
+    g = start_oauth_gateway(tmp_path_factory.mktemp("admin-api"), ttl_secs=3600,
+                            extra_config="[metrics]\npool_poll_ms = 1000\n")
     yield g
     stop_gateway(g)
 
@@ -257,3 +258,53 @@ def test_operator_placement_endpoints(gw):
 
     admin_token = mint(gw, scope="sluice:admin", tenant="acme", subject="a")
     assert Http(gw.url, admin_token).call("GET", "/v1/placement")[0] == 403
+
+
+def test_consumer_group_lag_matches_kafka_consumer_groups(gw):
+    """GET /v1/tenants/{t}/groups: a group that committed 20 of 50 records has lag 30,
+    the same figure Kafka's own kafka-consumer-groups --describe gives for it (on the
+    pool, where the group is <tenant>.<group>)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from conftest import KAFKA_TOOL, POOL_BOOTSTRAP
+    op = Http(gw.url, mint(gw, scope="sluice:operator"))
+    tid = new_id()
+    assert op.call("POST", "/v1/tenants", {"id": tid, "policies": {"all": ALLOW_ALL},
+                                           "principals": {"*": {"policies": ["all"]}}})[0] == 201
+    kafka_admin = admin_client(gw, tid)
+    deadline = time.time() + 20
+    while True:
+        try:
+            kafka_admin.create_topics([NewTopic("lagging", num_partitions=1, replication_factor=3)],
+                                      request_timeout=30)["lagging"].result(60)
+            break
+        except Exception as e:  # noqa: BLE001 (the gateway may not have read the tenant yet)
+            assert time.time() < deadline, e
+            time.sleep(0.5)
+    token = mint(gw, tenant=tid, subject="app")
+    sasl = {"bootstrap.servers": gw.bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": "app", "sasl.password": token}
+    p = Producer(sasl)
+    for i in range(50):
+        p.produce("lagging", value=b"x" * 100)
+    assert p.flush(30) == 0
+    c = Consumer(dict(sasl, **{"group.id": "readers", "enable.auto.commit": False}))
+    c.commit(offsets=[TopicPartition("lagging", 0, 20)], asynchronous=False)
+    c.close()
+
+    res = subprocess.run([str(KAFKA_TOOL), "kafka-consumer-groups", "--bootstrap-server", POOL_BOOTSTRAP,
+                          "--describe", "--group", f"{tid}.readers"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = [l.split() for l in res.stdout.splitlines() if f"{tid}.lagging" in l]
+    tool_lag = sum(int(r[5]) for r in rows)
+    assert tool_lag == 30, res.stdout
+    deadline = time.time() + 30
+    while True:
+        status, _, body = Http(gw.url, mint(gw, scope="sluice:admin", tenant=tid, subject="a")).call(
+            "GET", f"/v1/tenants/{tid}/groups")
+        assert status == 200, body
+        groups = {g["name"]: g for g in body["items"]}
+        if groups.get("readers", {}).get("lag") == tool_lag:
+            break
+        assert time.time() < deadline, body
+        time.sleep(1)
+    assert groups["readers"]["topics"] == [{"topic": "lagging", "lag": 30, "max_partition_lag": 30}]

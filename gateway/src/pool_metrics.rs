@@ -97,6 +97,13 @@ pub fn lag(
     out
 }
 
+/// The latest complete round, for the admin API's consumer-group lag.
+pub fn latest() -> Option<std::sync::Arc<Round>> {
+    LATEST.lock().ok().and_then(|l| l.clone())
+}
+
+static LATEST: std::sync::Mutex<Option<std::sync::Arc<Round>>> = std::sync::Mutex::new(None);
+
 /// Polls the pool every `every` and sets the gauges, until cancelled.
 pub async fn run(access: PoolAccess, store: TenantStore, every: Duration, cancel: CancellationToken) {
     describe();
@@ -109,6 +116,9 @@ pub async fn run(access: PoolAccess, store: TenantStore, every: Duration, cancel
             Ok(round) => {
                 failures = 0;
                 publish(&store, &round, &reported);
+                if let Ok(mut l) = LATEST.lock() {
+                    *l = Some(std::sync::Arc::new(Round { storage: round.storage.clone(), lag: round.lag.clone() }));
+                }
                 reported = round;
             }
             Err(e) => {

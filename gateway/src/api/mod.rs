@@ -407,8 +407,28 @@ impl Api {
             (Method::GET, ["audit"]) => self.audit_list(tenant, query, req.uri().query()),
             (_, ["audit"]) => Err(method_not_allowed()),
             (Method::GET, ["usage"]) => self.usage(tenant, req.uri().query()),
+            (Method::GET, ["groups"]) => {
+                // Lag as of the pool poller's latest round (`[metrics] pool_poll_ms`).
+                let round = crate::pool_metrics::latest();
+                let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+                if let Some(r) = &round {
+                    for ((t, group, topic), (sum, max)) in &r.lag {
+                        if t == tenant.as_str() {
+                            groups.entry(group.clone()).or_default().push(json!({"topic": topic, "lag": sum, "max_partition_lag": max}));
+                        }
+                    }
+                }
+                let items: Vec<Value> = groups
+                    .into_iter()
+                    .map(|(g, topics)| {
+                        let total: i64 = topics.iter().filter_map(|t| t["lag"].as_i64()).sum();
+                        json!({"name": g, "lag": total, "topics": topics})
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, &page(items, query, "name")?, None))
+            }
             (_, [] | ["limits"] | ["policies"] | ["policies", _] | ["principals"] | ["principals", _] | ["clients"])
-            | (_, ["clients", _] | ["quotas"] | ["topics"] | ["usage"]) => Err(method_not_allowed()),
+            | (_, ["clients", _] | ["quotas"] | ["topics"] | ["usage"] | ["groups"]) => Err(method_not_allowed()),
             _ => Err(Problem::new(StatusCode::NOT_FOUND, format!("no such resource under tenant {tenant}"))),
         }
     }

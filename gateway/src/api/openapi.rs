@@ -191,6 +191,10 @@ pub fn document() -> Value {
                       json!({"name": "from", "in": "query", "required": false, "description": "oldest event time (inclusive): RFC 3339 or epoch milliseconds", "schema": {"type": "string"}}),
                       json!({"name": "to", "in": "query", "required": false, "description": "newest event time (exclusive): RFC 3339 or epoch milliseconds", "schema": {"type": "string"}})])
             },
+            "/v1/tenants/{tenant}/groups": {
+                "parameters": [param("tenant")],
+                "get": op("Consumer groups with their lag per topic (committed offset to log end, summed over partitions), as of the latest pool poll", None, ok("200", "GroupList", false), READ, &[param("limit"), param("page_token")])
+            },
             "/v1/tenants/{tenant}/topics": {
                 "parameters": [param("tenant")],
                 "get": op("Topics with partitions and current byte rates", None, ok("200", "TopicList", false), READ, &[limit, page_token])
@@ -297,6 +301,11 @@ pub fn document() -> Value {
                     "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/Partition"}},
                     "bytes_in_per_sec": {"type": "number"}, "bytes_out_per_sec": {"type": "number"}}},
                 "TopicList": list_of("Topic"),
+                "GroupLag": {"type": "object", "required": ["name", "lag", "topics"], "properties": {
+                    "name": {"type": "string"}, "lag": {"type": "integer"},
+                    "topics": {"type": "array", "items": {"type": "object", "required": ["topic", "lag", "max_partition_lag"], "properties": {
+                        "topic": {"type": "string"}, "lag": {"type": "integer"}, "max_partition_lag": {"type": "integer"}}}}}},
+                "GroupList": list_of("GroupLag"),
                 "PlacementRequest": {"type": "object", "additionalProperties": false, "properties": {
                     "drain": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2147483647}}}},
                 "PlacementStatus": {"type": "object", "required": ["imbalance", "brokers", "reassignments"], "properties": {

@@ -365,7 +365,7 @@ impl KafkaCall {
         body: &Bytes,
         principal: &sluice_tenancy::Principal,
         source: IpAddr,
-    ) -> Option<Self> {
+    ) -> Option<Box<Self>> {
         if !audited(api) {
             return None;
         }
@@ -379,12 +379,13 @@ impl KafkaCall {
             Some(principal.subject.as_str()),
             Some(source),
         );
-        Some(Self { audit: audit.clone(), event, api, version, group })
+        // Boxed: it rides in every in-flight entry of the connection, mostly as None.
+        Some(Box::new(Self { audit: audit.clone(), event, api, version, group }))
     }
 
     /// Records the call with the outcome of `frame`, the whole response frame the
     /// tenant receives.
-    pub fn finish(mut self, frame: &Bytes) {
+    pub fn finish(mut self: Box<Self>, frame: &Bytes) {
         let decoded = frame
             .get(4..)
             .and_then(|payload| crate::protocol::parse_response_header(payload, self.api, self.version).ok())
@@ -406,7 +407,8 @@ impl KafkaCall {
                     Outcome { ok: false, code: Some("UNKNOWN".into()), status: None, message: Some("the answer could not be read".into()) }
             }
         }
-        self.audit.record(self.event);
+        let Self { audit, event, .. } = *self;
+        audit.record(event);
     }
 }
 
@@ -533,7 +535,7 @@ pub fn auth_failed(audit: &Audit, tenant: Option<&str>, claimed: Option<&str>, s
 /// `call` with it once it is known.
 pub fn after(
     answer: futures::future::BoxFuture<'static, Bytes>,
-    call: Option<KafkaCall>,
+    call: Option<Box<KafkaCall>>,
 ) -> futures::future::BoxFuture<'static, Bytes> {
     match call {
         None => answer,

@@ -128,7 +128,7 @@ enum Pending {
         tenant: Option<(Plan, SharedView)>,
         started: std::time::Instant,
         /// A control-plane call recorded in the audit log with its answer.
-        audit: Option<crate::audit::KafkaCall>,
+        audit: Option<Box<crate::audit::KafkaCall>>,
     },
     /// Answered by the gateway; queued so it keeps its place in the order.
     Local(Bytes),

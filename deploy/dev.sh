@@ -67,9 +67,11 @@ if [ -s "$DEMO/client.env" ]; then
   . "$DEMO/client.env"
 fi
 LISTED=$($SLUICE client list --bootstrap "$POOL" --tenant demo)
-if [ -z "$client_id" ] || ! grep -qF "\"client_id\":\"$client_id\"" <<<"$LISTED"; then
+# The client is also the tenant's admin on the /v1 API (scope sluice:admin); one made by
+# an older dev.sh without that scope is made again.
+if [ -z "$client_id" ] || ! grep -qF "\"client_id\":\"$client_id\"" <<<"$LISTED" || ! grep -qF 'sluice:admin' <<<"$LISTED"; then
   $SLUICE client delete --bootstrap "$POOL" demo.app >/dev/null 2>&1 || true
-  CREATED=$($SLUICE client create --bootstrap "$POOL" --tenant demo --name app --subject demo-app)
+  CREATED=$($SLUICE client create --bootstrap "$POOL" --tenant demo --name app --subject demo-app --scope sluice:admin)
   (umask 077; python3 -c 'import json, sys; c = json.loads(sys.argv[1]); print("client_id=%s\nclient_secret=%s" % (c["client_id"], c["client_secret"]))' \
     "$CREATED" > "$DEMO/client.env")
   # shellcheck disable=SC1091
@@ -144,6 +146,17 @@ kcat on the plain port (PLAIN, the token as password):
           | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   kcat -b $BOOTSTRAP -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=PLAIN \\
        -X sasl.username=demo -X sasl.password="\$TOKEN" -t demo -C -e
+
+Admin API (http://127.0.0.1:9480/v1, OpenAPI at /v1/openapi.json) as tenant demo's admin:
+  ADMIN=\$(curl -s -u "$client_id:$client_secret" -d grant_type=client_credentials -d scope=sluice:admin $TOKEN_URL \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -H "Authorization: Bearer \$ADMIN" http://127.0.0.1:9480/v1/tenants/demo/topics
+  curl -s -H "Authorization: Bearer \$ADMIN" "http://127.0.0.1:9480/v1/tenants/demo/usage?granularity=hour"
+As the operator (whoever holds the issuer key can mint operator tokens):
+  OP=\$($SLUICE token mint --key $DEMO/issuer.pem --issuer http://127.0.0.1:9480 --scope sluice:operator --subject ops)
+  curl -s -H "Authorization: Bearer \$OP" http://127.0.0.1:9480/v1/tenants
+Without HTTP: $SLUICE tenant create|set-limits|usage ... --bootstrap $POOL
+Metrics: http://127.0.0.1:9480/metrics (Grafana dashboard: deploy/grafana/sluice.json)
 
 Ctrl-C stops the gateway; deploy/pool.sh stop stops the pool.
 MSG

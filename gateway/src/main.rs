@@ -595,6 +595,7 @@ async fn client_command(command: ClientCommand) -> anyhow::Result<()> {
                     "client_id": id,
                     "subject": c.subject,
                     "policies": c.policies,
+                    "scopes": c.scopes,
                     "created_at": c.created_at,
                 });
                 println!("{line}");

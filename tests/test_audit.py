@@ -10,10 +10,11 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
+                                   NewTopic)
 
-from conftest import POOL_BOOTSTRAP, SLUICE_BIN
+from conftest import KAFKA_TOOL, POOL_BOOTSTRAP, SLUICE_BIN
 from tenants import ALLOW_ALL
 from test_admin_api import Http, admin_client, mint, new_id, oauth_token
 from test_oauth import _wait_port, start_oauth_gateway, stop_gateway
@@ -201,3 +202,90 @@ def test_audit_log_per_tenant_survives_restart(gw):
                         "events after the restart")
     before = {e["id"]: e for e in events}
     assert [e for e in after if e["id"] in before] == events, "the same events, unchanged"
+
+
+def kafka_tool(gw, tid: str, tmp_path, *args) -> str:
+    """A Kafka CLI tool (kafka-configs, kafka-consumer-groups) as principal `app` of `tid`."""
+    props = tmp_path / f"app-{uuid.uuid4().hex[:6]}.properties"
+    token = mint(gw, tenant=tid, subject="app")
+    props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                     "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+                     f'username="app" password="{token}";\n')
+    tool, *rest = args
+    res = subprocess.run([str(KAFKA_TOOL), tool, "--bootstrap-server", gw.bootstrap, "--command-config", str(props),
+                          *rest], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"{tool} exited {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def test_every_control_plane_call_is_recorded_per_resource(gw, tmp_path):
+    """Partitions, both config APIs, records, groups, offsets and client quotas, each
+    recorded with the tenant's names and per-resource outcomes; a call the gateway itself
+    refuses (no permission) is recorded with the refusal."""
+    op = Http(gw.url, mint(gw, scope="sluice:operator"))
+    tid = new_id()
+    admin, _ = tenant_with_admin(op, gw, tid)
+    read_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": ["*"],
+                 "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeTopic"]}]}
+    assert admin.call("PUT", f"/v1/tenants/{tid}/policies/ro", read_only)[0] == 200
+    assert admin.call("PUT", f"/v1/tenants/{tid}/principals/ro", {"policies": ["ro"]})[0] == 200
+    topic, group = "cp-" + uuid.uuid4().hex[:6], "g-" + uuid.uuid4().hex[:6]
+    kafka = admin_client(gw, tid)
+    kafka.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)],
+                        operation_timeout=30, request_timeout=30)[topic].result(timeout=60)
+    kafka.create_partitions([NewPartitions(topic, 3)], operation_timeout=30, request_timeout=30)[topic].result(timeout=60)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    list(kafka.incremental_alter_configs([res]).values())[0].result(timeout=60)
+    # Data, a group's committed offsets, then records, offsets and the group deleted.
+    conf = {"bootstrap.servers": gw.bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": "app", "sasl.password": mint(gw, tenant=tid, subject="app")}
+    p = Producer(conf)
+    for i in range(10):
+        p.produce(topic, value=b"v%d" % i, partition=0)
+    assert p.flush(30) == 0
+    c = Consumer(dict(conf, **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 10 and time.time() < deadline:
+        m = c.poll(1)
+        if m is not None and not m.error():
+            got.append(m)
+    assert len(got) == 10
+    c.commit(asynchronous=False)
+    c.close()
+    done = kafka.delete_records([TopicPartition(topic, 0, 4)], request_timeout=30)
+    list(done.values())[0].result(timeout=60)
+    kafka_tool(gw, tid, tmp_path, "kafka-consumer-groups", "--delete-offsets", "--group", group, "--topic", topic)
+    kafka.delete_consumer_groups([group], request_timeout=30)[group].result(timeout=60)
+    kafka_tool(gw, tid, tmp_path, "kafka-configs", "--alter", "--entity-type", "users", "--entity-name", "alice",
+               "--add-config", "producer_byte_rate=262144")
+    # The gateway refuses a principal without CreateTopics.
+    ro = AdminClient(dict(conf, **{"sasl.username": "ro", "sasl.password": mint(gw, tenant=tid, subject="ro")}))
+    with pytest.raises(KafkaException):
+        ro.create_topics([NewTopic(topic + "-ro", num_partitions=1, replication_factor=3)],
+                         request_timeout=30)[topic + "-ro"].result(timeout=60)
+
+    actions = ["kafka:CreatePartitions", "kafka:IncrementalAlterConfigs", "kafka:DeleteRecords",
+               "kafka:OffsetDelete", "kafka:DeleteGroups", "kafka:AlterClientQuotas"]
+    events = wait_events(admin, tid, lambda ev: all(find(ev, a) for a in actions)
+                         and find(ev, "kafka:CreateTopics", lambda e: e["principal"] == "ro"), "control-plane events")
+    for e in events:
+        for r in e["resources"]:
+            assert not r["name"].startswith(tid + "."), f"a pool name leaked: {e}"
+    ok = {"ok": True, "code": None, "status": None, "message": None}
+    by_action = {a: find(events, a)[0] for a in actions}
+    for a, e in by_action.items():
+        assert e["principal"] == "app" and e["source_ip"] == "127.0.0.1" and e["outcome"]["ok"], e
+    assert resources(by_action["kafka:CreatePartitions"], "topic") == {topic: ok}
+    assert resources(by_action["kafka:IncrementalAlterConfigs"], "topic") == {topic: ok}
+    assert resources(by_action["kafka:DeleteRecords"], "partition") == {f"{topic}-0": ok}
+    assert resources(by_action["kafka:OffsetDelete"], "group") == {group: ok}
+    # --topic names every partition of the topic.
+    assert resources(by_action["kafka:OffsetDelete"], "partition") == {f"{topic}-{i}": ok for i in range(3)}
+    assert resources(by_action["kafka:DeleteGroups"], "group") == {group: ok}
+    assert resources(by_action["kafka:AlterClientQuotas"], "client-quota") == {"user=alice": ok}
+    refused = find(events, "kafka:CreateTopics", lambda e: e["principal"] == "ro")[0]
+    assert not refused["outcome"]["ok"] and refused["outcome"]["code"] == "TOPIC_AUTHORIZATION_FAILED", refused
+    assert resources(refused, "topic")[topic + "-ro"]["code"] == "TOPIC_AUTHORIZATION_FAILED", refused

@@ -5,8 +5,10 @@ tenant's admin reads each back from GET /v1/tenants/{t}/audit with principal, so
 action, resources and outcome; another tenant's admin sees none of it; and the events are
 still there after the gateway restarts (read back from __sluice_audit).
 """
+import re
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -190,6 +192,11 @@ def test_audit_log_per_tenant_survives_restart(gw):
     cfg = pool_admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "__sluice_audit")])
     entries = list(cfg.values())[0].result(timeout=30)
     assert entries["retention.ms"].value == str(90 * 86_400_000)
+
+    # Nothing was dropped, and the counter that would say so is exported.
+    with urllib.request.urlopen(gw.url + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    assert re.search(r"^sluice_audit_dropped_total 0$", text, re.M), text[-2000:]
 
     # A mutation just before a clean stop is flushed on shutdown; after the restart every
     # event is read back from the journal.

@@ -155,6 +155,9 @@ impl Audit {
     /// The sink; [`Audit::spawn`] starts its writer and tail.
     pub fn new(settings: &AuditSettings) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        metrics::describe_counter!("sluice_audit_dropped_total", "Audit events dropped because the audit queue was full");
+        // Exported from the start, so an alert on its rate has a series to watch.
+        metrics::counter!("sluice_audit_dropped_total").increment(0);
         Arc::new(Self {
             settings: settings.clone(),
             tx,

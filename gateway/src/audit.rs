@@ -666,6 +666,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_instead_of_waiting() {
+        let audit = Audit::new(&AuditSettings { queue: 2, ..Default::default() });
+        for _ in 0..5 {
+            audit.record(Event::new("auth:failed", None, None, None));
+        }
+        let mut rx = audit.rx.lock().unwrap().take().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            queued.push(ev);
+        }
+        assert_eq!(queued.len(), 2);
+        assert_ne!(queued[0].id, queued[1].id);
+        assert!(queued[0].id.starts_with(&queued[0].instance) && parse_time(&queued[0].time).is_some());
+    }
+
+    #[test]
     fn pages_newest_first_without_repeats() {
         let audit = Audit::new(&AuditSettings { index_per_tenant: 3, ..Default::default() });
         for i in 0..5 {

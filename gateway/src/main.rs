@@ -523,6 +523,12 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
                 doc.principals.insert("*".into(), sluice_tenancy::store::PrincipalEntry { policies: vec!["all".into()] });
             }
             let store = open_store(&store).await?;
+            if let Some(existing) = store.get(&id) {
+                anyhow::bail!(
+                    "tenant {id} already exists (version {}); change it with `sluice tenant set-limits` or `put`",
+                    existing.version
+                );
+            }
             let version = store.put(doc, Some(0)).await?;
             println!("{}", serde_json::json!({"id": id.as_str(), "version": version}));
             Ok(())

@@ -591,22 +591,43 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Makes sure the tenants a phase needs are still in the store: the store is shared
-    /// with every test suite on the pool, and a sweep by one of them once deleted this
-    /// run's tenants mid-run (the clients then fail authentication until they time out).
-    /// A vanished tenant is written again and waited for.
+    /// Makes sure the tenants a phase needs are still in the store as written: the
+    /// store is shared with every test suite on the pool, and during one run another
+    /// suite deleted this run's tenants and rewrote one with empty `limits` (so the
+    /// flood went unthrottled). A missing or altered tenant is written again and
+    /// waited for, and noted in the report.
     fn ensure_tenants(&mut self, phase: &str, tenants: &[&TenantRun]) -> anyhow::Result<()> {
         for t in tenants {
-            if tenant_exists(self.setup, &t.id)? {
+            let state = tenant_state(self.setup, &t.id, &t.limits)?;
+            if state == TenantState::Intact {
                 continue;
             }
             eprintln!(
-                "[quota-bench] warning: tenant {} vanished from the store before {phase}; writing it again",
+                "[quota-bench] warning: tenant {} {state:?} in the store before {phase}; writing it again",
                 t.id
             );
             tenant_cli(self.setup, &["put", "-"], Some(&t.doc.to_string()))?;
             wait_admitted(&self.gateway.bootstrap, t, Duration::from_secs(60))?;
-            self.restored.push(format!("{} before {phase}", t.id));
+            self.restored
+                .push(format!("{} {state:?} before {phase}", t.id).to_lowercase());
+        }
+        Ok(())
+    }
+
+    /// After a phase: a tenant changed by someone else meanwhile makes the phase's
+    /// figures suspect; say so in the report (the next phase restores it).
+    fn verify_tenants(&mut self, phase: &str, tenants: &[&TenantRun]) -> anyhow::Result<()> {
+        for t in tenants {
+            let state = tenant_state(self.setup, &t.id, &t.limits)?;
+            if state != TenantState::Intact {
+                eprintln!(
+                    "[quota-bench] warning: tenant {} {state:?} during {phase}: its figures are suspect",
+                    t.id
+                );
+                self.restored.push(
+                    format!("{} {state:?} during {phase} (figures suspect)", t.id).to_lowercase(),
+                );
+            }
         }
         Ok(())
     }
@@ -685,6 +706,7 @@ impl Bench<'_> {
         self.check_gateway(name)?;
         let samples = sampler.stop()?;
         let out = run?;
+        self.verify_tenants(name, &[tenant])?;
         let result = parse_producer(&out.stdout, &out.stderr)
             .with_context(|| format!("{name}: {}", tail(&out.stderr, 2000)))?;
         eprintln!("[quota-bench]   {}", result.raw);
@@ -884,6 +906,7 @@ impl Bench<'_> {
         );
         self.check_gateway(name)?;
         let out = run?;
+        self.verify_tenants(name, &[tenant])?;
         let progress = parse_consumer_progress(&out.stdout)
             .with_context(|| format!("{name}: {}", tail(&out.stdout, 2000)))?;
         let errors = crate::perf::count_error_lines(&out.stderr);
@@ -1050,6 +1073,7 @@ impl Bench<'_> {
             };
             self.check_gateway(&label)?;
             let out = out?;
+            self.verify_tenants(&label, &[victim, flooder])?;
             let result = parse_producer(&out.stdout, &out.stderr)
                 .with_context(|| format!("{label}: {}", tail(&out.stderr, 2000)))?;
             ensure!(
@@ -1246,7 +1270,7 @@ fn goals(accuracy: &[Accuracy], noisy: &Noisy) -> Vec<Goal> {
                 a.name
             ),
             target: "1.00 ± 0.05".into(),
-            measured: a.ratio.map_or("n/a".into(), |r| format!("{r:.3}")),
+            measured: a.ratio.map_or("n/a".into(), |r| format!("{r:.4}")),
             status,
         });
     }
@@ -1456,8 +1480,21 @@ fn tenant_cli(setup: &Setup, args: &[&str], stdin: Option<&str>) -> anyhow::Resu
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether the store holds tenant `id` (`sluice tenant get` exits 1 when it does not).
-fn tenant_exists(setup: &Setup, id: &str) -> anyhow::Result<bool> {
+/// What the store holds for one of the run's tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TenantState {
+    Intact,
+    Deleted,
+    Altered,
+}
+
+/// Reads tenant `id` back with `sluice tenant get` (exit 1 when absent) and compares
+/// its limits with the ones this run wrote.
+fn tenant_state(
+    setup: &Setup,
+    id: &str,
+    limits: &serde_json::Value,
+) -> anyhow::Result<TenantState> {
     let out = Command::new(&setup.gateway_bin)
         .args([
             "tenant",
@@ -1469,15 +1506,29 @@ fn tenant_exists(setup: &Setup, id: &str) -> anyhow::Result<bool> {
         .stdin(Stdio::null())
         .output()
         .context("running sluice tenant get")?;
-    if out.status.success() {
-        return Ok(true);
-    }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.code() == Some(1) && stderr.contains("does not exist"),
-        "sluice tenant get {id} failed: {stderr}"
-    );
-    Ok(false)
+    if !out.status.success() {
+        ensure!(
+            out.status.code() == Some(1) && stderr.contains("does not exist"),
+            "sluice tenant get {id} failed: {stderr}"
+        );
+        return Ok(TenantState::Deleted);
+    }
+    let stored: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("sluice tenant get {id} printed no JSON"))?;
+    Ok(state_of(&stored, limits))
+}
+
+/// `Intact` when the stored document (`{"version":N,"tenant":{...}}`) has exactly
+/// `limits` (an absent `limits` equals `{}`).
+fn state_of(stored: &serde_json::Value, limits: &serde_json::Value) -> TenantState {
+    let empty = serde_json::json!({});
+    let have = stored["tenant"].get("limits").unwrap_or(&empty);
+    if have == limits {
+        TenantState::Intact
+    } else {
+        TenantState::Altered
+    }
 }
 
 /// Polls SASL/PLAIN authentication as the tenant until the gateway, tailing the
@@ -1587,7 +1638,7 @@ pub fn markdown(r: &Report) -> String {
     if !r.tenants_restored.is_empty() {
         let _ = writeln!(
             o,
-            "Tenants that vanished from the shared tenant store during the run (another suite's sweep) and were written again: {}.\n",
+            "**Tenants changed by someone else** in the shared tenant store during the run (deleted or rewritten; each was written again before the next phase): {}.\n",
             r.tenants_restored.join(", ")
         );
     }
@@ -1931,6 +1982,20 @@ mod tests {
             goals(&[], &noisy(&[])).last().map(|g| g.status),
             Some("not measured")
         );
+    }
+
+    #[test]
+    fn tenant_state_compares_limits() {
+        let mine = serde_json::json!({"partition_produce_bytes_per_sec": 524288u64});
+        let stored = |limits: serde_json::Value| serde_json::json!({"version": 3, "tenant": {"id": "x", "limits": limits}});
+        assert_eq!(state_of(&stored(mine.clone()), &mine), TenantState::Intact);
+        assert_eq!(
+            state_of(&stored(serde_json::json!({})), &mine),
+            TenantState::Altered
+        );
+        let none = serde_json::json!({"version": 1, "tenant": {"id": "x"}});
+        assert_eq!(state_of(&none, &serde_json::json!({})), TenantState::Intact);
+        assert_eq!(state_of(&none, &mine), TenantState::Altered);
     }
 
     #[test]

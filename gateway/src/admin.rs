@@ -48,6 +48,8 @@ pub struct Issuer {
 }
 
 struct AdminState {
+    /// For `/ready`: the pool, the tenant store and the drain.
+    shared: Arc<crate::server::Shared>,
     issuer: Option<Arc<Issuer>>,
     /// The `/v1` API (`crate::api`); set when clients authenticate with tokens.
     api: Option<Arc<crate::api::Api>>,
@@ -56,12 +58,13 @@ struct AdminState {
 
 pub async fn serve(
     listener: TcpListener,
+    shared: Arc<crate::server::Shared>,
     issuer: Option<Arc<Issuer>>,
     api: Option<Arc<crate::api::Api>>,
     metrics: Option<&'static PrometheusHandle>,
     cancel: CancellationToken,
 ) {
-    let state = Arc::new(AdminState { issuer, api, metrics });
+    let state = Arc::new(AdminState { shared, issuer, api, metrics });
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -120,6 +123,12 @@ async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> 
     if path == "/metrics" {
         return metrics(&req, state.metrics);
     }
+    if path == "/live" {
+        return json(StatusCode::OK, serde_json::json!({ "live": true }));
+    }
+    if path == "/ready" {
+        return ready(&state.shared);
+    }
     let Some(issuer) = state.issuer.clone() else {
         return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" }));
     };
@@ -143,6 +152,35 @@ async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> 
         }
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
     }
+}
+
+/// A tenant store that has not heard from the pool for this long is not caught up.
+const STORE_STALE: Duration = Duration::from_secs(10);
+
+/// `GET /ready`: 200 while the gateway should get new clients: not draining, at least
+/// one pool broker reachable, and the tenant store following its topic; 503 with the
+/// reason otherwise (load balancers and Kubernetes stop sending clients).
+fn ready(shared: &crate::server::Shared) -> Response<Full<Bytes>> {
+    let brokers = shared.pool.brokers();
+    let down = shared.pool.subscribe_down().borrow().clone();
+    let live = brokers.keys().filter(|id| !down.contains(id)).count();
+    let store_age = shared.tenants.tail_age();
+    let reason = if shared.draining.is_cancelled() {
+        Some("draining".to_owned())
+    } else if live == 0 {
+        Some("no pool broker is reachable".to_owned())
+    } else if store_age > STORE_STALE {
+        Some(format!("the tenant store has not heard from the pool for {} s", store_age.as_secs()))
+    } else {
+        None
+    };
+    let body = serde_json::json!({
+        "ready": reason.is_none(),
+        "reason": reason,
+        "live_brokers": live,
+        "store_age_ms": store_age.as_millis() as u64,
+    });
+    json(if reason.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 
 /// `GET /metrics`: the Prometheus text format.

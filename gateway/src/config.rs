@@ -218,6 +218,13 @@ struct RawListener {
     bootstrap_port: u16,
     broker_port_base: u16,
     auth: Option<AuthMode>,
+    /// On SIGTERM, how long open connections may take to finish their in-flight requests.
+    #[serde(default = "default_drain_timeout_ms")]
+    drain_timeout_ms: u64,
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    30_000
 }
 
 /// How clients authenticate on the Kafka listeners.
@@ -291,6 +298,8 @@ fn default_connect_timeout_ms() -> u64 {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// SIGTERM: stop accepting, then give connections this long to finish in-flight requests.
+    pub drain_timeout: Duration,
     pub bind_host: String,
     pub advertised_host: String,
     pub bootstrap_port: u16,
@@ -384,6 +393,7 @@ impl Config {
             return invalid("limits.max_in_flight must be at least 1".into());
         }
         Ok(Config {
+            drain_timeout: Duration::from_millis(raw.listener.drain_timeout_ms),
             bind_host: raw.listener.bind_host,
             advertised_host: raw.listener.advertised_host,
             bootstrap_port: raw.listener.bootstrap_port,

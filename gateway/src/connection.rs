@@ -301,6 +301,22 @@ const TOO_MANY_FAILURES: &str =
 /// for the close, which slows down password-guessing loops.
 const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
+/// Counts one open client connection for the drain; uncounted on drop.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.open_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Serves one accepted client connection (plain TCP or TLS) until it ends.
 pub async fn serve<S>(
     client: S,
@@ -312,6 +328,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let _open = OpenConnection::new(&shared);
     let _source_slot = match shared.sources.admit(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -425,7 +442,17 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 charge.settle().await;
             }
         }
-        let Some(frame) = client.read_frame(read_limits).await.map_err(ConnError::ClientFrame)? else {
+        // Draining (SIGTERM): read no new request; what is in flight is still answered,
+        // then the writer closes the connection and the client reconnects elsewhere.
+        let read = tokio::select! {
+            biased;
+            _ = shared.draining.cancelled(), if !client.has_buffered_frame(limits.max_frame_bytes) => None,
+            r = client.read_frame(read_limits) => Some(r),
+        };
+        let Some(read) = read else {
+            return upstream.flush().await.map_err(ConnError::UpstreamIo);
+        };
+        let Some(frame) = read.map_err(ConnError::ClientFrame)? else {
             return upstream.flush().await.map_err(ConnError::UpstreamIo);
         };
         // Latency is measured from here, the request read, to its response written.

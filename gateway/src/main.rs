@@ -411,7 +411,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let gateway = Gateway::start(config).await.context("starting the gateway")?;
             shutdown_signal().await;
             info!("shutting down");
-            gateway.shutdown(Duration::from_secs(10)).await;
+            let drain = gateway.shared.config.drain_timeout;
+            gateway.drain_and_stop(drain, Duration::from_secs(10)).await;
             Ok(())
         }
     }

@@ -40,6 +40,11 @@ pub struct Shared {
     pub connections: Arc<crate::tenant::ConnectionCounts>,
     /// Open and new connections per source IP, for every listener.
     pub sources: Arc<crate::source_limits::SourceLimits>,
+    /// Cancelled on SIGTERM: listeners stop accepting, connections stop reading new
+    /// requests and close once their in-flight ones are answered.
+    pub draining: CancellationToken,
+    /// Client connections open now (all listeners), for the drain.
+    pub open_connections: std::sync::atomic::AtomicUsize,
     /// The audit log (`__sluice_audit`).
     pub audit: Arc<crate::audit::Audit>,
     /// One token per open broker listener; cancelling it closes the listener and every
@@ -126,6 +131,8 @@ impl Gateway {
             tenants,
             quotas: quotas.clone(),
             connections: Default::default(),
+            draining: CancellationToken::new(),
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
             sources: Arc::new(crate::source_limits::SourceLimits::new(
                 config.limits.max_connections_per_ip,
                 config.limits.connection_rate_per_ip,
@@ -230,7 +237,7 @@ impl Gateway {
                     TcpListener::bind(bind.as_str()).await.with_context(|| format!("binding the admin listener on {bind}"))?;
                 let addr = listener.local_addr()?;
                 info!(%addr, issuer = own_issuer.is_some(), api = api.is_some(), "admin listener open (/v1 API, OAuth2 token endpoint, JWKS, /metrics)");
-                tasks.spawn(crate::admin::serve(listener, own_issuer, api, metrics, cancel.child_token()));
+                tasks.spawn(crate::admin::serve(listener, shared.clone(), own_issuer, api, metrics, cancel.child_token()));
                 Some(addr)
             }
         };
@@ -283,6 +290,27 @@ impl Gateway {
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
         started.disarm();
         Ok(Gateway { bootstrap_addr, admin_addr, tls_addr, shared, cancel, tasks })
+    }
+
+    /// A graceful stop (SIGTERM): stops accepting and reading new requests, gives open
+    /// connections up to `drain` to get their in-flight requests answered, then stops
+    /// everything else (the usage ledger and audit log flush on the way out).
+    pub async fn drain_and_stop(self, drain: Duration, grace: Duration) {
+        use std::sync::atomic::Ordering;
+        let started = tokio::time::Instant::now();
+        let open = self.shared.open_connections.load(Ordering::Relaxed);
+        info!(open, ?drain, "draining: listeners closed, connections finish their in-flight requests");
+        self.shared.draining.cancel();
+        while self.shared.open_connections.load(Ordering::Relaxed) > 0 && started.elapsed() < drain {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.shared.open_connections.load(Ordering::Relaxed);
+        if left > 0 {
+            warn!(left, ?drain, "drain timeout: closing the connections still open");
+        } else {
+            info!(took_ms = started.elapsed().as_millis() as u64, "drained");
+        }
+        self.shutdown(grace).await;
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
@@ -351,6 +379,7 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = shared.draining.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
@@ -381,6 +410,7 @@ async fn tls_accept_loop(
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = shared.draining.cancelled() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {

@@ -66,6 +66,8 @@ struct Inner {
     /// The connection writes use, to the partition leader; re-made after any error.
     producer: tokio::sync::Mutex<Option<KafkaConn>>,
     cancel: CancellationToken,
+    /// When the tail last heard from the pool (epoch ms), for readiness.
+    last_read_ms: std::sync::atomic::AtomicU64,
 }
 
 impl TenantStore {
@@ -104,6 +106,7 @@ impl TenantStore {
             topic: topic.clone(),
             snapshot: watch::Sender::new(Arc::new(TenantsSnapshot::new())),
             outcomes: Mutex::new(VecDeque::new()),
+            last_read_ms: std::sync::atomic::AtomicU64::new(now_ms()),
             producer: tokio::sync::Mutex::new(None),
             cancel,
         });
@@ -192,6 +195,13 @@ impl TenantStore {
             Some(Applied::Deleted { tenant }) if &tenant == id => Ok(()),
             _ => Err(StoreError::Conflict { tenant: id.clone(), expected: "delete".into(), current }),
         }
+    }
+
+    /// How long ago the tail last heard from the pool: a store that is not caught up with
+    /// its topic makes the gateway unready.
+    pub fn tail_age(&self) -> Duration {
+        let last = self.inner.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis(now_ms().saturating_sub(last))
     }
 
     /// Stops the tail (the snapshot stays as it is).
@@ -313,6 +323,7 @@ impl Inner {
             };
             match result {
                 Ok(fetched) => {
+                    self.last_read_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if failures > 0 {
                         info!(topic = %self.topic, failures, "tenant store tail reconnected");
                     }
@@ -395,4 +406,8 @@ async fn connect_leader_patiently(access: &PoolAccess, topic: &str, within: Dura
 /// Parses JSON, with serde's message (it names unknown and missing fields).
 pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -62,7 +62,7 @@ admin and TLS ports (a clash would make the gateway fail to bind at start).
 {{- if .Values.tls.enabled }}{{ $reserved = append $reserved (int .Values.ports.tls) }}{{ end -}}
 {{- if not .Values.brokerIds }}{{ fail "brokerIds must list the pool's broker node ids" }}{{ end -}}
 {{- range .Values.brokerIds -}}
-{{- $p := add (int $.Values.ports.brokerBase) (int .) -}}
+{{- $p := int (add (int $.Values.ports.brokerBase) (int .)) -}}
 {{- if or (lt (int .) 0) (gt $p 65535) }}{{ fail (printf "broker id %v: port %d (ports.brokerBase + id) is not a valid port" . $p) }}{{ end -}}
 {{- if has $p $reserved }}{{ fail (printf "broker id %v: port %d clashes with the bootstrap, admin or TLS port" . $p) }}{{ end -}}
 {{- end -}}

@@ -12,8 +12,10 @@
 # Environment: SLUICE_BIN (default target/debug/sluice; its `check-config` validates
 # the example and rendered configs; absent = those checks are skipped),
 # SLUICE_DEPLOY_TOOLS (tool cache, default deploy/.cache/tools).
+# Check functions are called indirectly, through `check NAME FUNCTION`.
+# shellcheck disable=SC2329
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 HELM_VERSION=v3.19.0
@@ -102,7 +104,7 @@ if [ $have_systemd = 1 ]; then
   else printf '#!/bin/sh\nexit 0\n' >"$WORK/unit/sluice"; chmod +x "$WORK/unit/sluice"; fi
   sed "s#/usr/local/bin/sluice#$WORK/unit/sluice#g" deploy/systemd/sluice.service >"$WORK/unit/sluice.service"
   # verify exits 0 on unknown keys and bad values (it only warns): any output fails.
-  verify_quiet() { local out; out=$(systemd-analyze verify "$1" 2>&1); local rc=$?; echo "$out"; [ $rc = 0 ] && [ -z "$out" ]; }
+  verify_quiet() { local out; out=$(systemd-analyze verify "$1" 2>&1); local rc=$?; echo "$out"; [ "$rc" = 0 ] && [ -z "$out" ]; }
   check "sluice.service: systemd-analyze verify (no errors, no warnings)" verify_quiet "$WORK/unit/sluice.service"
   # Exposure 0 (locked down) .. 10 (unprotected); 2.0 and below is systemd's "OK".
   check "sluice.service: systemd-analyze security exposure <= 2.0" \
@@ -158,16 +160,19 @@ if [ $have_helm = 1 ] && [ $have_venv = 1 ] && [ $have_validator = 1 ]; then
     local extflags=(); for s in $ext; do extflags+=(-external-secret "$s"); done
     check "$name: k8s-validate (strict k8s.io/api decoding, selectors, ports, probes, volumes, references)" \
       k8s_validate "$WORK/$name.toml" "$out" "${extflags[@]}"
-    # shellcheck disable=SC2086
     check "$name: chart expectations (ports per broker id, probes, scrape annotations, PDB, grace period, secrets)" \
-      "$VENV/bin/python" deploy/tools/check_manifests.py chart "$out" $CHART/values.yaml $files
+      "$VENV/bin/python" deploy/tools/check_manifests.py chart "$out" "$CHART/values.yaml" "$files"
     check_config "$name: rendered sluice.toml passes sluice check-config" "$WORK/$name.toml"
   }
   render_and_validate full "sluice-tls" "deploy/helm/ci/values-full.yaml" "${full[@]}"
   render_and_validate minimal "sluice-issuer-key" "deploy/helm/ci/values-minimal.yaml" "${minimal[@]}"
 
   # Wrong values must be refused at render time, naming the problem.
-  refused() { local want=$1; shift; ! "$H" template sl "$CHART" "$@" >"$WORK/neg" 2>&1 && grep -q -- "$want" "$WORK/neg" || { cat "$WORK/neg"; return 1; }; }
+  refused() {
+    local want=$1; shift
+    if "$H" template sl "$CHART" "$@" >"$WORK/neg" 2>&1; then echo "rendered, want a refusal naming: $want"; return 1; fi
+    grep -q -- "$want" "$WORK/neg" || { cat "$WORK/neg"; return 1; }
+  }
   check "helm template refuses a missing advertisedHost" refused "advertisedHost is required" \
     -f deploy/helm/ci/values-minimal.yaml --set advertisedHost=
   check "helm template refuses a broker port that clashes with the admin port" refused "clashes with the bootstrap, admin or TLS port" \
@@ -175,11 +180,26 @@ if [ $have_helm = 1 ] && [ $have_venv = 1 ] && [ $have_validator = 1 ]; then
   check "helm template refuses a missing issuer key" refused "issuer.signingKey" \
     -f deploy/helm/ci/values-minimal.yaml --set issuer.existingSecret=
 
+  # helm template leaves NOTES.txt out: render it through a copy of the chart that
+  # wraps it in a ConfigMap, and check it names the addresses users need.
+  notes_render() {
+    local c="$WORK/notes-chart"
+    rm -rf "$c" && cp -r "$CHART" "$c" || return 1
+    { echo '{{- define "sluice.notesCheck" -}}'; cat "$c/templates/NOTES.txt"; echo '{{- end -}}'; } >"$c/templates/_notes_check.tpl"
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n    {{- include "sluice.notesCheck" . | nindent 4 }}\n' \
+      >"$c/templates/notes-check.yaml"
+    "$H" template sl "$c" "${full[@]}" --show-only templates/notes-check.yaml >"$WORK/notes" || { cat "$WORK/notes"; return 1; }
+    cat "$WORK/notes"
+    grep -q 'bootstrap at kafka.example.com:9092' "$WORK/notes" && grep -q 'service/sl-sluice-admin 9480' "$WORK/notes" \
+      && grep -q 'https://auth.kafka.example.com/oauth2/token' "$WORK/notes" && grep -q 'pool brokers 1, 2, 3, 4' "$WORK/notes"
+  }
+  check "NOTES.txt renders with the bootstrap address, broker ids, admin Service and token URL" notes_render
+
   # A longer drain: written into sluice.toml and covered by the grace period.
   drain60() {
     "$H" template sl "$CHART" -f deploy/helm/ci/values-minimal.yaml --set drainTimeoutSeconds=60 >"$WORK/drain.yaml" || return 1
     grep -q 'drain_timeout_ms = 60000' "$WORK/drain.yaml" && grep -q 'terminationGracePeriodSeconds: 80' "$WORK/drain.yaml" \
-      && "$VENV/bin/python" deploy/tools/check_manifests.py chart "$WORK/drain.yaml" $CHART/values.yaml deploy/helm/ci/values-minimal.yaml <(echo 'drainTimeoutSeconds: 60')
+      && "$VENV/bin/python" deploy/tools/check_manifests.py chart "$WORK/drain.yaml" "$CHART/values.yaml" deploy/helm/ci/values-minimal.yaml <(echo 'drainTimeoutSeconds: 60')
   }
   check "drainTimeoutSeconds=60 renders drain_timeout_ms = 60000 and a grace period of 80 s" drain60
 else

@@ -43,6 +43,7 @@ EXPECTED = [
     "helm template refuses a missing advertisedHost",
     "helm template refuses a broker port that clashes",
     "helm template refuses a missing issuer key",
+    "NOTES.txt renders",
     "drainTimeoutSeconds=60 renders",
 ]
 

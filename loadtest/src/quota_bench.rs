@@ -1073,7 +1073,13 @@ impl Bench<'_> {
             };
             self.check_gateway(&label)?;
             let out = out?;
-            self.verify_tenants(&label, &[victim, flooder])?;
+            // The flooder only matters to the runs it floods.
+            let involved: &[&TenantRun] = if with_flood {
+                &[victim, flooder]
+            } else {
+                &[victim]
+            };
+            self.verify_tenants(&label, involved)?;
             let result = parse_producer(&out.stdout, &out.stderr)
                 .with_context(|| format!("{label}: {}", tail(&out.stderr, 2000)))?;
             ensure!(

@@ -199,9 +199,11 @@ if [ $have_helm = 1 ] && [ $have_venv = 1 ] && [ $have_validator = 1 ]; then
   drain60() {
     "$H" template sl "$CHART" -f deploy/helm/ci/values-minimal.yaml --set drainTimeoutSeconds=60 >"$WORK/drain.yaml" || return 1
     grep -q 'drain_timeout_ms = 60000' "$WORK/drain.yaml" && grep -q 'terminationGracePeriodSeconds: 80' "$WORK/drain.yaml" \
-      && "$VENV/bin/python" deploy/tools/check_manifests.py chart "$WORK/drain.yaml" "$CHART/values.yaml" deploy/helm/ci/values-minimal.yaml <(echo 'drainTimeoutSeconds: 60')
+      && "$VENV/bin/python" deploy/tools/check_manifests.py chart "$WORK/drain.yaml" "$CHART/values.yaml" deploy/helm/ci/values-minimal.yaml <(echo 'drainTimeoutSeconds: 60') \
+      && "$BIN/k8s-validate" -config-out "$WORK/drain.toml" <"$WORK/drain.yaml" -external-secret sluice-issuer-key \
+      && { [ "$have_sluice" = 0 ] || "$SLUICE_BIN" check-config --config "$WORK/drain.toml"; }
   }
-  check "drainTimeoutSeconds=60 renders drain_timeout_ms = 60000 and a grace period of 80 s" drain60
+  check "drainTimeoutSeconds=60 renders drain_timeout_ms = 60000 (accepted by sluice check-config) and a grace period of 80 s" drain60
 else
   [ $have_helm = 1 ] || skip "Helm chart checks: $helm_reason"
   [ $have_venv = 1 ] || skip "Helm chart checks: $venv_reason"

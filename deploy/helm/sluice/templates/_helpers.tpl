@@ -75,8 +75,7 @@ sluice.toml from values: .Values.config, then the keys the chart owns on top.
 {{- include "sluice.checkPorts" . -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
 {{- $listener := dict "bind_host" "0.0.0.0" "advertised_host" (required "advertisedHost is required: the name clients reach the Kafka Service by" .Values.advertisedHost) "bootstrap_port" (int .Values.ports.bootstrap) "broker_port_base" (int .Values.ports.brokerBase) -}}
-{{- /* Written only when it differs from the gateway's default (30 s). */ -}}
-{{- if ne (int .Values.drainTimeoutSeconds) 30 }}{{ $_ := set $listener "drain_timeout_ms" (mul (int .Values.drainTimeoutSeconds) 1000) }}{{ end -}}
+{{- $_ := set $listener "drain_timeout_ms" (mul (int .Values.drainTimeoutSeconds) 1000) -}}
 {{- $_ := set $cfg "listener" (mergeOverwrite (get $cfg "listener" | default dict) $listener) -}}
 {{- if not .Values.pool.bootstrap }}{{ fail "pool.bootstrap is required: host:port of one or more pool brokers" }}{{ end -}}
 {{- $_ := set $cfg "pool" (mergeOverwrite (get $cfg "pool" | default dict) (dict "bootstrap" .Values.pool.bootstrap)) -}}

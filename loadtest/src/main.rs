@@ -40,6 +40,8 @@ struct Cli {
     command: Command,
 }
 
+// The variants are the subcommand names (`*-bench`), so they share the suffix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum Command {
     /// Direct-to-pool vs through-sluice throughput, latency, CPU and memory (SPEC 11).

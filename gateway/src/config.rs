@@ -42,6 +42,8 @@ struct RawConfig {
     metrics: MetricsSettings,
     #[serde(default)]
     usage: UsageConfig,
+    #[serde(default)]
+    fleet: crate::fleet::FleetSettings,
 }
 
 /// `[quotas]`: the byte rates every tenant gets unless its document overrides them
@@ -328,6 +330,7 @@ pub struct Config {
     /// Pool-side metrics (`[metrics]`).
     pub metrics: MetricsSettings,
     pub usage: UsageConfig,
+    pub fleet: crate::fleet::FleetSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -469,6 +472,7 @@ impl Config {
                 }
                 raw.audit
             },
+            fleet: crate::fleet::FleetSettings { interval_ms: raw.fleet.interval_ms.max(100), ..raw.fleet },
             usage: {
                 if raw.usage.topic.trim().is_empty() {
                     return invalid("usage.topic is empty".into());

@@ -91,12 +91,19 @@ pub struct Reader {
     topic: String,
     conn: Option<KafkaConn>,
     next: i64,
+    /// Start at the end (only records appended from now on), on the first connect.
+    from_end: bool,
 }
 
 impl Reader {
     /// A reader starting at the journal's first offset.
     pub fn from_start(access: PoolAccess, topic: impl Into<String>) -> Self {
-        Self { access, topic: topic.into(), conn: None, next: 0 }
+        Self { access, topic: topic.into(), conn: None, next: 0, from_end: false }
+    }
+
+    /// A reader of what is appended from now on.
+    pub fn from_end(access: PoolAccess, topic: impl Into<String>) -> Self {
+        Self { access, topic: topic.into(), conn: None, next: 0, from_end: true }
     }
 
     /// The next offset to read.
@@ -112,6 +119,9 @@ impl Reader {
             // Records before the log start (retention) are gone: start where the log does.
             let start = conn.list_offset(&self.topic, PARTITION, -2).await?;
             self.next = self.next.max(start);
+            if std::mem::take(&mut self.from_end) {
+                self.next = self.next.max(conn.list_offset(&self.topic, PARTITION, -1).await?);
+            }
             self.conn = Some(conn);
         }
         let Some(conn) = self.conn.as_mut() else { return Err(KafkaError::NoLeader { topic: self.topic.clone(), partition: PARTITION }) };

@@ -22,6 +22,7 @@ pub mod load;
 pub mod meters;
 pub mod placement;
 pub mod config;
+pub mod fleet;
 pub mod guard;
 pub mod connection;
 pub mod pool;

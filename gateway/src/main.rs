@@ -407,8 +407,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config } => {
-            let config = Config::load(&config)?;
+            let path = config;
+            let config = Config::load(&path)?;
             let gateway = Gateway::start(config).await.context("starting the gateway")?;
+            tokio::spawn(reload_on_hangup(path));
             shutdown_signal().await;
             info!("shutting down");
             let drain = gateway.shared.config.drain_timeout;
@@ -622,6 +624,25 @@ fn read_stdin() -> anyhow::Result<String> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading standard input")?;
     Ok(text)
+}
+
+/// SIGHUP (systemd's `ExecReload`): the config file is read and checked again. Nothing is
+/// applied live yet: a valid file is logged as needing a restart to take effect, an
+/// invalid one is logged with its error; either way the gateway keeps running (the
+/// default action of SIGHUP would end the process).
+async fn reload_on_hangup(path: PathBuf) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(_) => tracing::warn!(config = %path.display(), "SIGHUP: the config file is valid; restart the gateway to apply it (live reload is not implemented)"),
+                Err(e) => tracing::error!(config = %path.display(), error = %e, "SIGHUP: the config file is invalid; keeping the running config"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 async fn shutdown_signal() {

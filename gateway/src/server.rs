@@ -188,6 +188,16 @@ impl Gateway {
                 Some(addr)
             }
         };
+        if shared.config.fleet.enabled {
+            let access = PoolAccess {
+                bootstrap: shared.config.pool_bootstrap.clone(),
+                connect_timeout: shared.config.connect_timeout,
+                call_timeout: Duration::from_secs(5),
+                client_id: "sluice-fleet",
+            };
+            let instance = crate::placement::rebalancer::gateway_id();
+            tasks.spawn(crate::fleet::run(shared.quotas.clone(), access, shared.config.fleet.clone(), instance, cancel.child_token()));
+        }
         // The usage ledger: this instance's writer, and a reader every instance keeps
         // for the API.
         let usage_ledger = Arc::new(crate::usage::Ledger::default());

@@ -222,6 +222,81 @@ fn quota(rate: u64) -> Result<(Quota, NonZeroU32), QuotaError> {
     Ok((q, per_sec))
 }
 
+/// Fixed-point 1.0 for [`FleetShare`] shares.
+const SHARE_ONE: u64 = 1 << 16;
+
+/// This instance's part of a tenant's byte rates when several gateways serve it (SPEC 7:
+/// instances exchange demand through the pool and re-split the quota every second). The
+/// tenant limiters keep the whole rate and their state; a share below 1 charges each byte
+/// as `1 / share` bytes, so the instance admits `share` of the quota and a new share
+/// applies at once without resetting any limiter. Also counts what this instance admitted
+/// and how long it throttled the tenant, which is the demand it publishes.
+#[derive(Debug)]
+pub struct FleetShare {
+    /// Per direction (write, read): share × 2^16.
+    share: [std::sync::atomic::AtomicU64; 2],
+    /// Per direction: bytes charged since the last [`FleetShare::take_demand`].
+    bytes: [std::sync::atomic::AtomicU64; 2],
+    /// Per direction: milliseconds of tenant-limiter throttle reported since then.
+    throttled_ms: [std::sync::atomic::AtomicU64; 2],
+}
+
+impl Default for FleetShare {
+    fn default() -> Self {
+        use std::sync::atomic::AtomicU64;
+        Self {
+            share: [AtomicU64::new(SHARE_ONE), AtomicU64::new(SHARE_ONE)],
+            bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            throttled_ms: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Write => 0,
+        Direction::Read => 1,
+    }
+}
+
+impl FleetShare {
+    /// Sets this instance's share of the tenant's `direction` rate (clamped to 1/64..=1).
+    pub fn set(&self, direction: Direction, share: f64) {
+        let fixed = (share.clamp(1.0 / 64.0, 1.0) * SHARE_ONE as f64).round() as u64;
+        self.share[dir_index(direction)].store(fixed.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The current share.
+    pub fn get(&self, direction: Direction) -> f64 {
+        self.share[dir_index(direction)].load(std::sync::atomic::Ordering::Relaxed) as f64 / SHARE_ONE as f64
+    }
+
+    /// Bytes admitted and throttle milliseconds since the last call, and resets them.
+    pub fn take_demand(&self, direction: Direction) -> (u64, u64) {
+        let i = dir_index(direction);
+        let o = std::sync::atomic::Ordering::Relaxed;
+        (self.bytes[i].swap(0, o), self.throttled_ms[i].swap(0, o))
+    }
+
+    /// `cells` scaled by 1 / share.
+    fn scale(&self, direction: Direction, cells: u64) -> u64 {
+        let share = self.share[dir_index(direction)].load(std::sync::atomic::Ordering::Relaxed).max(1);
+        if share >= SHARE_ONE {
+            return cells;
+        }
+        (u128::from(cells) * u128::from(SHARE_ONE)).div_ceil(u128::from(share)).min(u128::from(u64::MAX)) as u64
+    }
+
+    fn record(&self, direction: Direction, bytes: u64, throttle: Duration) {
+        let i = dir_index(direction);
+        let o = std::sync::atomic::Ordering::Relaxed;
+        self.bytes[i].fetch_add(bytes, o);
+        if !throttle.is_zero() {
+            self.throttled_ms[i].fetch_add(throttle.as_millis() as u64, o);
+        }
+    }
+}
+
 /// The limiters of one tenant.
 pub struct TenantQuota {
     config: QuotaConfig,
@@ -234,6 +309,8 @@ pub struct TenantQuota {
     mutations: DefaultDirectRateLimiter,
     requests: DefaultDirectRateLimiter,
     connections: DefaultDirectRateLimiter,
+    /// This instance's share of the tenant rates (kept across limiter rebuilds).
+    fleet: Arc<FleetShare>,
 }
 
 /// A limiter of `count` events per `window`, with the whole window as its burst.
@@ -296,7 +373,13 @@ impl TenantQuota {
             mutations: count_limiter(config.partition_mutations_per_5min, Duration::from_secs(300))?,
             requests: count_limiter(config.request_rate, Duration::from_secs(1))?,
             connections: count_limiter(config.connection_rate, Duration::from_secs(1))?,
+            fleet: Arc::default(),
         })
+    }
+
+    /// This tenant's fleet share on this instance.
+    pub fn fleet(&self) -> &Arc<FleetShare> {
+        &self.fleet
     }
 
     /// KIP-599: `partitions` created or deleted. Admitted (Ok) while the budget lasts;
@@ -351,7 +434,10 @@ impl TenantQuota {
         if total > 0 {
             let which = Which::Tenant(direction);
             if let Some(to) = self.limiter(which, None) {
-                charge.take(to, self.bursts[which.index()], cells(total));
+                let mut tenant = Charge::default();
+                tenant.take(to, self.bursts[which.index()], self.fleet.scale(direction, cells(total)));
+                self.fleet.record(direction, total, tenant.throttle);
+                charge.merge(tenant);
             }
         }
         charge
@@ -578,6 +664,8 @@ impl SubQuota {
 pub struct Quotas {
     defaults: QuotaConfig,
     tenants: DashMap<String, Arc<TenantQuota>>,
+    /// Fleet shares per tenant, kept when a tenant's limiters are rebuilt.
+    fleet: DashMap<String, Arc<FleetShare>>,
     /// Sub-quota limiters by (tenant, kind, group); dropped once no connection holds them.
     subs: DashMap<(String, SubKind, String), Arc<SubQuota>>,
 }
@@ -586,7 +674,7 @@ impl Quotas {
     /// Quotas with these defaults. Fails for defaults [`QuotaConfig::validate`] refuses.
     pub fn new(defaults: QuotaConfig) -> Result<Self, QuotaError> {
         defaults.validate()?;
-        Ok(Self { defaults, tenants: DashMap::new(), subs: DashMap::new() })
+        Ok(Self { defaults, tenants: DashMap::new(), fleet: DashMap::new(), subs: DashMap::new() })
     }
 
     /// The defaults.
@@ -608,12 +696,18 @@ impl Quotas {
             }
         }
         // Validated above; the defaults were validated in `new`.
+        let fleet = self.fleet.entry(tenant.to_owned()).or_default().clone();
         let fresh = match TenantQuota::new(wanted) {
-            Ok(q) => Arc::new(q),
+            Ok(q) => Arc::new(TenantQuota { fleet, ..q }),
             Err(_) => return self.tenants.get(tenant).map(|q| q.clone()).unwrap_or_else(|| self.fallback()),
         };
         self.tenants.insert(tenant.to_owned(), fresh.clone());
         fresh
+    }
+
+    /// Every tenant this instance has limiters for: its config and fleet share.
+    pub fn fleet_view(&self) -> Vec<(String, QuotaConfig, Arc<FleetShare>)> {
+        self.tenants.iter().map(|e| (e.key().clone(), e.value().config, e.value().fleet.clone())).collect()
     }
 
     fn fallback(&self) -> Arc<TenantQuota> {
@@ -800,6 +894,27 @@ mod tests {
         drop((w, same, other, big, r, m));
         quotas.retain_recent();
         assert!(quotas.subs.is_empty());
+    }
+
+    #[test]
+    fn a_fleet_share_scales_the_tenant_rate_and_survives_rebuilds() {
+        let quotas = Quotas::new(small()).unwrap();
+        let q = quotas.tenant("acme", &QuotaOverrides::default());
+        q.fleet().set(Direction::Write, 0.25);
+        // 8 MiB/s tenant burst at a quarter share: 2 MiB pass free, the next 2 MiB owe
+        // 2 MiB × 4 = 8 MiB of tenant time, about 1 s.
+        let parts: Vec<_> = (0..2).map(|p| (key("t", p), MIB)).collect();
+        assert!(q.charge(Direction::Write, parts).is_free());
+        let parts: Vec<_> = (2..4).map(|p| (key("t", p), MIB)).collect();
+        let ms = q.charge(Direction::Write, parts).throttle_ms();
+        assert!((900..=1100).contains(&ms), "throttle {ms} ms");
+        assert_eq!(q.fleet().take_demand(Direction::Write).0, 4 * MIB);
+        assert_eq!(q.fleet().take_demand(Direction::Write), (0, 0));
+        // Reads are untouched; a rebuilt tenant keeps its share.
+        assert_eq!(q.fleet().get(Direction::Read), 1.0);
+        let rebuilt = quotas.tenant("acme", &QuotaOverrides { partition_write: Some(4 * MIB), ..Default::default() });
+        assert!(!Arc::ptr_eq(&q, &rebuilt));
+        assert_eq!(rebuilt.fleet().get(Direction::Write), 0.25);
     }
 
     #[test]

@@ -49,6 +49,14 @@ per=$(( (ir2 - ir1) / (n2 - n1) ))
 mc1=$(copies "$n1")
 mc2=$(copies "$n2")
 copy_per=$(( (mc2 - mc1) / (n2 - n1) ))
+# Of which spent growing buffers (realloc and the copy it makes), inclusive.
+growth() {
+    callgrind_annotate --inclusive=yes "$out/callgrind.$1" 2>/dev/null \
+        | awk '/__rust_realloc/ && !found { gsub(",", "", $1); n = $1 + 0; found = 1 } END { print n + 0 }'
+}
+rg1=$(growth "$n1")
+rg2=$(growth "$n2")
+realloc_per=$(( (rg2 - rg1) / (n2 - n1) ))
 echo "valgrind: $(valgrind --version); binary: $bin"
 echo "requests=$n1 instructions=$ir1 ($(( ir1 / n1 ))/request including first-use costs)"
 echo "requests=$n2 instructions=$ir2 ($(( ir2 / n2 ))/request including first-use costs)"
@@ -56,4 +64,5 @@ if [[ -n "${CALLGRIND_TOP:-}" ]]; then
     callgrind_annotate --inclusive=yes "$out/callgrind.$n2" 2>/dev/null | sed -n '/^Ir/,$p' | head -n "$(( CALLGRIND_TOP + 2 ))" || true
 fi
 echo "memcpy_instructions_per_request=$copy_per"
+echo "realloc_instructions_per_request=$realloc_per"
 echo "instructions_per_request=$per"

@@ -13,7 +13,10 @@
 //!
 //! Every input the gateway would receive fresh per request is rebuilt or cloned inside the
 //! measured closure (a `Bytes` clone is a reference count); buffers that the gateway fills
-//! from the socket are refilled in untimed setup (`iter_batched`).
+//! from the socket are refilled in untimed setup (`iter_batched`). Benches whose frames own
+//! 50 KB allocations run one iteration per batch, so each frame is freed before the next
+//! is built, as in the gateway; held across a batch, every allocation would be fresh
+//! memory and the figure mostly page faults.
 //!
 //! Run: `cargo bench -p sluice-gateway --bench hot_path -- --measurement-time 3 --warm-up-time 1`
 //! (results in `target/criterion/`); docs/benchmarks/hot-path.md has the figures.
@@ -57,10 +60,10 @@ fn frame(c: &mut Criterion) {
         reserve_ahead: 1024 * 1024,
     };
     g.bench_function("read_frame/produce_v11_3x16k", |b| {
-        b.iter_batched_ref(
+        b.iter_batched(
             || FrameReader::new(stream),
-            |reader| rt.block_on(reader.read_frame(black_box(limits))),
-            BatchSize::SmallInput,
+            |mut reader| rt.block_on(reader.read_frame(black_box(limits))),
+            BatchSize::PerIteration,
         )
     });
     g.finish();
@@ -95,10 +98,10 @@ fn request(c: &mut Criterion) {
         })
     });
     g.bench_function("round_trip/produce_v11_3x16k", |b| {
-        b.iter_batched_ref(
+        b.iter_batched(
             || BytesMut::from(&wire[..]),
-            |buf| produce_round_trip(black_box(buf), black_box(&answer), &mut view, &adv),
-            BatchSize::SmallInput,
+            |mut buf| produce_round_trip(black_box(&mut buf), black_box(&answer), &mut view, &adv),
+            BatchSize::PerIteration,
         )
     });
     g.finish();

@@ -115,14 +115,22 @@ out.append("- Produce request path: the two copies of the body are most of its c
            "buffer from the decoded body (for example `BytesMut::with_capacity(body.len() + 64)`) would remove the "
            "realloc copies; writing the rebuilt header and the body as two buffers (a vectored write, or sending "
            "the header and the body `Bytes` one after the other) would remove `reframe_request`'s copy.")
+trip = rows.get("request/round_trip/produce_v11_3x16k")
+if trip:
+    # 50 188 bytes on the wire per request (the fixture); CPU-s per GB = s/request × requests/GB.
+    per_gb = trip[0] * 1e-9 * (1e9 / 50_188)
+    out.append(f"- Scale: the produce round trip ({fmt(trip[0])} for 50 KB) is {per_gb:.3f} CPU-s per GB of produce "
+               "payload for the gateway's own work, before socket I/O, tokio and TLS; SPEC 11's budget for the "
+               "whole gateway is about 1 core-second per GB (never above 2).")
 within = rows.get("charge/produce_3x16k/within_quota")
 over = rows.get("charge/produce_3x16k/over_quota")
 if within and over:
     out.append(f"- Quota check: {fmt(within[0])} within quota, {fmt(over[0])} over it ({over[0] / within[0]:.0f}×). "
                "The throttled branch asks governor's `DefaultClock::default()` for the time (`Charge::take`, "
                "`admit`, `TenantQuota::owed` in sluice-quota); that builds a new `quanta::Clock`, whose constructor "
-               "runs CPUID to detect an invariant TSC, and CPUID traps to the hypervisor on a VM: 17 µs per "
-               "`quanta::Clock::new()` on this machine against 8 ns for `now()` on an existing clock. A throttled "
+               "runs CPUID to detect an invariant TSC, and CPUID traps to the hypervisor on a VM (measured once on "
+               "this machine with a standalone program: 17 µs per `quanta::Clock::new()`, 8 ns per `now()` on an "
+               "existing clock). A throttled "
                "tenant thus costs the gateway tens of µs of CPU per request. Keeping one clock for the process "
                "(a `static OnceLock<DefaultClock>`, or the limiter's own `clock()`) removes it.")
 out.append("")

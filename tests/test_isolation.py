@@ -97,11 +97,13 @@ def create_topics(client, topics: dict):
 
 
 def produce(conf: dict, topic: str, records, **extra):
-    """Produces [(key, value)] and returns the delivery errors (empty when all were acked)."""
+    """Produces [(key, value)] and returns the delivery errors as text (empty when all were
+    acked). Text, not KafkaError objects: those can point into the producer's memory, and
+    reading one after the producer is gone crashed the pytest process once in CI."""
     errors = []
     p = Producer({**conf, "message.timeout.ms": 15000, **extra})
     for k, v in records:
-        p.produce(topic, key=k, value=v, on_delivery=lambda e, m: e and errors.append(e))
+        p.produce(topic, key=k, value=v, on_delivery=lambda e, m: e and errors.append(f"{e.name()}: {e.str()}"))
     left = p.flush(30)
     assert left == 0, f"{left} messages not delivered or failed within 30 s"
     return errors

@@ -348,11 +348,19 @@ fn count_limiter(count: u64, window: Duration) -> Result<DefaultDirectRateLimite
     Ok(DefaultDirectRateLimiter::direct(q))
 }
 
+/// The process's clock for computing waits. `DefaultClock::default()` builds a new quanta
+/// clock, which calibrates (CPUID traps to the hypervisor on VMs): 17 µs per call, which
+/// made every throttled charge cost ~58 µs.
+fn clock() -> &'static DefaultClock {
+    static CLOCK: std::sync::OnceLock<DefaultClock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(DefaultClock::default)
+}
+
 /// Turns a limiter check into Ok or the wait until it would pass.
 fn admit(outcome: Result<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>, governor::InsufficientCapacity>) -> Result<(), Duration> {
     match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+        Ok(Err(not_until)) => Err(not_until.wait_time_from(clock().now())),
         // More than the whole window at once: never admissible; report a window.
         Err(_) => Err(Duration::from_secs(1)),
     }
@@ -480,7 +488,7 @@ impl TenantQuota {
             Direction::Read => self.read.check_n(one),
         };
         match outcome {
-            Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
+            Ok(Err(not_until)) => not_until.wait_time_from(clock().now()),
             _ => Duration::ZERO,
         }
     }
@@ -552,7 +560,7 @@ impl Charge {
         let rest_time = Duration::from_nanos(rest.saturating_mul(1_000_000_000) / burst_cells.max(1));
         let (owed, wait) = match to.check_n(first_nz) {
             Ok(Ok(_)) => (rest, if rest > 0 { rest_time } else { Duration::ZERO }),
-            Ok(Err(not_until)) => (n, not_until.wait_time_from(DefaultClock::default().now()) + rest_time),
+            Ok(Err(not_until)) => (n, not_until.wait_time_from(clock().now()) + rest_time),
             // Cannot happen (first <= burst); owe it all rather than fail the client.
             Err(_) => (n, rest_time),
         };

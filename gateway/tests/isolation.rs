@@ -627,17 +627,24 @@ async fn make_a_state() -> AState {
 
     let records =
         vec![vec!["a0-first".to_owned(), "a0-second".to_owned(), "a0-third".to_owned()], vec!["a1-only".to_owned()]];
+    let mut data_leaders = data_leaders;
     for (p, values) in records.iter().enumerate() {
-        let mut leader = env.client(&env.a, "alice", Some(data_leaders[p])).await;
         let vals: Vec<&str> = values.iter().map(String::as_str).collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let mut leader = env.client(&env.a, "alice", Some(data_leaders[p])).await;
             let resp: ProduceResponse =
                 leader.call(ApiKey::Produce, 9, &produce_by_name(A_DATA, p as i32, batch(&vals, None))).await;
             let part = &resp.responses[0].partition_responses[0];
-            // UNKNOWN_TOPIC_OR_PARTITION while the leader learns of the new topic.
-            if part.error_code == UNKNOWN_TOPIC_OR_PARTITION && Instant::now() < deadline {
+            // UNKNOWN_TOPIC_OR_PARTITION while the leader learns of the new topic;
+            // NOT_LEADER_OR_FOLLOWER while leadership of a just-created partition settles
+            // (a fresh pool): ask again where the leader is.
+            if matches!(part.error_code, UNKNOWN_TOPIC_OR_PARTITION | 6) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                let md = wait_metadata(&mut a, &[A_DATA]).await;
+                if let Some(now) = md.topics[0].partitions.iter().find(|x| x.partition_index == p as i32) {
+                    data_leaders[p] = now.leader_id.0;
+                }
                 continue;
             }
             assert_eq!((part.error_code, part.base_offset), (0, 0), "A produces: {resp:?}");

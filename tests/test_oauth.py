@@ -422,7 +422,8 @@ def test_tenant_store_holds_only_argon2_hashes(oauth_gw, alice):
     assert res.returncode == 0, res.stderr
     listed = [json.loads(l) for l in res.stdout.splitlines()]
     mine = [c for c in listed if c["client_id"] == alice.id]
-    assert mine == [{"client_id": alice.id, "subject": "alice", "policies": None, "created_at": clients[name]["created_at"]}], listed
+    assert mine == [{"client_id": alice.id, "subject": "alice", "policies": None, "scopes": [],
+                     "created_at": clients[name]["created_at"]}], listed
     assert "argon2" not in res.stdout and alice.secret not in res.stdout
     # The private signing key is readable by its owner only.
     mode = oauth_gw.key_file.stat().st_mode & 0o777

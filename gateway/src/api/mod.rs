@@ -468,9 +468,16 @@ impl Api {
                 if !held {
                     return Err(Problem::new(StatusCode::CONFLICT, "another applier (a gateway's rebalancer or the CLI) holds the placement lease"));
                 }
-                let snap = p.snapshot(&drain, None).await.map_err(|e| failed(e.to_string()))?;
-                let plan = p.plan(&snap).map_err(|e| failed(e.to_string()))?;
-                let planned = crate::placement::cli::plan_json(&snap, &plan);
+                let planned = match p.snapshot(&drain, None).await.map_err(|e| e.to_string()).and_then(|snap| {
+                    let plan = p.plan(&snap).map_err(|e| e.to_string())?;
+                    Ok(crate::placement::cli::plan_json(&snap, &plan))
+                }) {
+                    Ok(planned) => planned,
+                    Err(e) => {
+                        let _ = p.state.release_lease(&p.me).await;
+                        return Err(failed(e));
+                    }
+                };
                 tokio::spawn(async move {
                     let outcome = crate::placement::cli::apply(&p, &drain, ttl, |v| info!(report = %v, "placement apply (API)")).await;
                     if let Err(e) = outcome {

@@ -78,7 +78,19 @@ pub async fn run(req: Request) -> anyhow::Result<()> {
 /// Takes the placement lease for `p.me` (the state topic is created if missing).
 pub async fn take_lease(p: &Placement, ttl: Duration) -> anyhow::Result<bool> {
     p.state.ensure().await?;
-    Ok(p.state.try_lease(&p.me, ttl).await?)
+    // A state topic created just now (a fresh pool) answers errors until its leader is
+    // elected and known to every broker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match p.state.try_lease(&p.me, ttl).await {
+            Ok(held) => return Ok(held),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "placement lease not available yet; retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Imbalance, per-broker load and counts, the lease, the applier's state and the pool's

@@ -202,3 +202,11 @@ def test_operator_cli_creates_tenants_and_sets_limits_without_json(pool):
     res = sluice("set-limits", tid, "max_partitions=lots")
     assert res.returncode != 0 and "max_partitions=lots" in res.stderr, res.stderr
     assert get_tenant(tid)["version"] == 2
+    # The README's next step: an admin client for the new tenant, its secret printed once.
+    res = subprocess.run([str(SLUICE_BIN), "client", "create", "--tenant", tid, "--name", "admin",
+                          "--scope", "sluice:admin", "--bootstrap", POOL_BOOTSTRAP],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    created = json.loads(res.stdout)
+    assert created["client_id"] == f"{tid}.admin" and created["client_secret"], created
+    assert get_tenant(tid)["tenant"]["clients"]["admin"]["scopes"] == ["sluice:admin"]

@@ -16,10 +16,10 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                    NewTopic)
 
-from conftest import KAFKA_TOOL, POOL_BOOTSTRAP, SLUICE_BIN
+from conftest import KAFKA_TOOL, POOL_BOOTSTRAP
 from tenants import ALLOW_ALL
 from test_admin_api import Http, admin_client, mint, new_id, oauth_token
-from test_oauth import _wait_port, start_oauth_gateway, stop_gateway
+from test_oauth import restart_oauth_gateway, start_oauth_gateway, stop_gateway
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,7 @@ def gw(pool, tmp_path_factory):
 
 
 def restart(gw):
-    """SIGTERM (the writer flushes what is queued), then the same command and config."""
-    gw.proc.terminate()
-    gw.proc.wait(30)
-    log = open(gw.log_path, "a")
-    log.write("\n--- stopped, restarting ---\n")
-    log.flush()
-    gw.proc = subprocess.Popen([str(SLUICE_BIN), "serve", "--config", str(gw.config_path)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    assert all(_wait_port(p, 30) for p in (gw.bootstrap_port, gw.admin_port)), gw.log()[-3000:]
+    restart_oauth_gateway(gw, kill=False)
 
 
 def tenant_with_admin(op: Http, gw, tid: str):

@@ -131,6 +131,19 @@ token_ttl_secs = {ttl_secs}
     return gw
 
 
+def restart_oauth_gateway(gw: OAuthGateway, kill: bool = False):
+    """Stops `gw` (SIGTERM, or SIGKILL with `kill`) and starts the same command with the
+    same config and ports, appending to the same log."""
+    (gw.proc.kill if kill else gw.proc.terminate)()
+    gw.proc.wait(30)
+    log = open(gw.log_path, "a")
+    log.write(f"\n--- {'killed with SIGKILL' if kill else 'stopped'}, restarting ---\n")
+    log.flush()
+    gw.proc = subprocess.Popen([str(SLUICE_BIN), "serve", "--config", str(gw.config_path)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    assert all(_wait_port(p, 30) for p in (gw.bootstrap_port, gw.admin_port)), gw.log()[-3000:]
+
+
 def stop_gateway(gw: OAuthGateway):
     _started.remove(gw)
     gw.proc.terminate()

@@ -21,10 +21,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import KAFKA_TOOL, POOL_BOOTSTRAP, SLUICE_BIN, _wait_port
+from conftest import KAFKA_TOOL, POOL_BOOTSTRAP, SLUICE_BIN
 from tenants import ALLOW_ALL
 from test_admin_api import Http, mint
-from test_oauth import start_oauth_gateway, stop_gateway
+from test_oauth import restart_oauth_gateway, start_oauth_gateway, stop_gateway
 
 RECORD = 1024
 
@@ -96,15 +96,7 @@ def close(measured_gb: float, expected_bytes: int) -> bool:
 
 
 def restart_killed(gw):
-    """SIGKILL, then the same command with the same config and ports."""
-    gw.proc.kill()
-    gw.proc.wait(10)
-    log = open(gw.log_path, "a")
-    log.write("\n--- killed with SIGKILL, restarting ---\n")
-    log.flush()
-    gw.proc = subprocess.Popen([str(SLUICE_BIN), "serve", "--config", str(gw.config_path)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    assert all(_wait_port(p, 30) for p in (gw.bootstrap_port, gw.admin_port)), gw.log()[-3000:]
+    restart_oauth_gateway(gw, kill=True)
 
 
 @pytest.fixture(scope="module")

@@ -367,25 +367,7 @@ impl TenantDirectory for TenantStore {
 /// Creates the store topic if it is missing: one partition, compacted, replicated on up
 /// to 3 brokers with min.insync.replicas 2 (1 when fewer than 3 brokers are live).
 pub async fn ensure_topic(access: &PoolAccess, topic: &str) -> Result<(), KafkaError> {
-    let mut conn = access.connect_any().await?;
-    let md = conn.metadata(&[topic]).await?;
-    let exists = md
-        .topics
-        .iter()
-        .any(|t| t.error_code == 0 && t.name.as_ref().map(|n| n.0.as_str()) == Some(topic));
-    if exists {
-        return Ok(());
-    }
-    let live = md.brokers.len().max(1);
-    let rf = live.min(3) as i16;
-    let min_isr = if rf >= 3 { "2" } else { "1" };
-    let created = conn
-        .create_topic(topic, 1, rf, &[("cleanup.policy", "compact"), ("min.insync.replicas", min_isr)])
-        .await?;
-    if created {
-        info!(%topic, replication_factor = rf, min_isr, "created the tenant store topic");
-    }
-    Ok(())
+    crate::journal::ensure_topic(access, topic, &[("cleanup.policy", "compact")]).await
 }
 
 /// The leader may take a moment to be elected after the topic is created.

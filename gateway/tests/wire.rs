@@ -261,24 +261,6 @@ async fn produce_with_acks_zero_does_not_desynchronise() {
         .with_replication_factor(3)]);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create).await;
     assert!(matches!(resp.topics[0].error_code, 0 | 36), "create: {:?}", resp.topics[0]);
-    // Produce goes to the partition leader: find it (metadata trails a fresh create).
-    let topic_request = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone())))),
-    ]));
-    let mut leader = -1;
-    for _ in 0..100 {
-        let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &topic_request).await;
-        if let Some(p) = md.topics.first().and_then(|t| t.partitions.first()).filter(|p| p.leader_id.0 >= 0) {
-            leader = p.leader_id.0;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(leader >= 0, "topic {topic} has no leader");
-    let mut leader_conn = Client {
-        stream: TcpStream::connect(("127.0.0.1", gw.base + leader as u16)).await.unwrap(),
-        next_corr: 1,
-    };
     let mut records = BytesMut::new();
     let record = Record {
         transactional: false,
@@ -302,12 +284,37 @@ async fn produce_with_acks_zero_does_not_desynchronise() {
             .with_name(TopicName(StrBytes::from_string(topic.clone())))
             .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records.clone().freeze()))])])
     };
+    // Produce goes to the partition leader. Metadata trails a fresh create, and a broker that
+    // refuses an acks=0 produce (not yet leader) closes the connection, as Kafka does; so the
+    // partition must first take an acknowledged write before the fire-and-forget ones are sent.
+    let topic_request = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone())))),
+    ]));
+    let mut ready = None;
+    for _ in 0..100 {
+        let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &topic_request).await;
+        if let Some(p) = md.topics.first().and_then(|t| t.partitions.first()).filter(|p| p.leader_id.0 >= 0) {
+            let mut conn = Client {
+                stream: TcpStream::connect(("127.0.0.1", gw.base + p.leader_id.0 as u16)).await.unwrap(),
+                next_corr: 1,
+            };
+            let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &produce(-1)).await;
+            let answer = &resp.responses[0].partition_responses[0];
+            if answer.error_code == 0 {
+                ready = Some((conn, answer.base_offset));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut leader_conn, first_offset) = ready.unwrap_or_else(|| panic!("topic {topic} never took a write"));
     leader_conn.send(ApiKey::Produce, 9, &produce(0)).await;
     leader_conn.send(ApiKey::Produce, 9, &produce(0)).await;
     let resp: ProduceResponse = leader_conn.call(ApiKey::Produce, 9, &produce(-1)).await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
-    // All three records landed, and the only answer was to the acks=-1 request.
-    assert_eq!(resp.responses[0].partition_responses[0].base_offset % 3, 2);
+    // Both fire-and-forget records landed between the two acknowledged ones, and the only
+    // answers read were to the acks=-1 requests.
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, first_offset + 3);
     gw.gateway.shutdown(Duration::from_secs(2)).await;
 }
 

@@ -70,9 +70,10 @@ class Gateway:
         return self.proc is None or self.proc.poll() is None
 
 
-def start_gateway(tmp_dir: Path, extra_config: str = "", auth: str = "none") -> Gateway:
+def start_gateway(tmp_dir: Path, extra_config: str = "", auth: str = "none", pool_section: str = None) -> Gateway:
     """Starts sluice on free ports. `auth` is listener.auth ("none" or "sasl"); with
-    "sasl", `extra_config` must carry the [auth] section (and its [[auth.issuers]])."""
+    "sasl", `extra_config` must carry the [auth] section (and its [[auth.issuers]]).
+    `pool_section` replaces the [pool] section (e.g. a secured pool connection)."""
     if not SLUICE_BIN.exists():
         raise RuntimeError(f"{SLUICE_BIN} missing: run `cargo build -p sluice-gateway` first")
     base = _free_port_block(10)
@@ -80,6 +81,7 @@ def start_gateway(tmp_dir: Path, extra_config: str = "", auth: str = "none") -> 
     broker_base = base  # broker N listens on base + N, bootstrap on base itself
     cfg = tmp_dir / f"sluice-{base}.toml"
     pool = ", ".join(f'"{a}"' for a in POOL_BOOTSTRAP.split(","))
+    pool_section = pool_section or f"[pool]\nbootstrap = [{pool}]\n"
     cfg.write_text(
         f"""
 [listener]
@@ -89,9 +91,7 @@ bootstrap_port = {bootstrap_port}
 broker_port_base = {broker_base}
 auth = "{auth}"
 
-[pool]
-bootstrap = [{pool}]
-
+{pool_section}
 [limits]
 max_frame_bytes = 104857600
 {extra_config}

@@ -157,8 +157,9 @@ async fn route(req: Request<Incoming>, state: Arc<AdminState>, peer: IpAddr) -> 
 /// A tenant store that has not heard from the pool for this long is not caught up.
 const STORE_STALE: Duration = Duration::from_secs(10);
 
-/// `GET /ready`: 200 while the gateway should get new clients: not draining, at least
-/// one pool broker reachable, and the tenant store following its topic; 503 with the
+/// `GET /ready`: 200 while the gateway should get new clients: not draining, the pool
+/// accepting the gateway's credentials, at least one pool broker reachable, and the
+/// tenant store following its topic; 503 with the
 /// reason otherwise (load balancers and Kubernetes stop sending clients).
 fn ready(shared: &crate::server::Shared) -> Response<Full<Bytes>> {
     let brokers = shared.pool.brokers();
@@ -167,6 +168,9 @@ fn ready(shared: &crate::server::Shared) -> Response<Full<Bytes>> {
     let store_age = shared.tenants.tail_age();
     let reason = if shared.draining.is_cancelled() {
         Some("draining".to_owned())
+    } else if let Some(failure) = shared.pool.upstream().auth_failure() {
+        // Until a connection authenticates again: the pool's brokers may still be listed.
+        Some(format!("the pool refuses the gateway's credentials: {failure}"))
     } else if live == 0 {
         Some("no pool broker is reachable".to_owned())
     } else if store_age > STORE_STALE {

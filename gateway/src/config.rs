@@ -257,6 +257,11 @@ struct RawPool {
     metadata_refresh_ms: u64,
     #[serde(default = "default_connect_timeout_ms")]
     connect_timeout_ms: u64,
+    /// Kafka's security.protocol towards the pool (`crate::upstream`).
+    #[serde(default)]
+    security: crate::upstream::SecurityProtocol,
+    tls: Option<crate::upstream::PoolTlsSettings>,
+    sasl: Option<crate::upstream::PoolSaslSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,6 +321,8 @@ pub struct Config {
     pub issuer: Option<IssuerSettings>,
     pub tls: Option<TlsSettings>,
     pub pool_bootstrap: Vec<String>,
+    /// How every pool connection is opened (`[pool] security`, `[pool.tls]`, `[pool.sasl]`).
+    pub pool_upstream: crate::upstream::Upstream,
     pub metadata_refresh: Duration,
     pub connect_timeout: Duration,
     pub limits: Limits,
@@ -388,6 +395,12 @@ impl Config {
                 return invalid(format!("pool.bootstrap entry {addr:?} is not host:port"));
             }
         }
+        let pool_upstream = crate::upstream::Upstream::from_settings(
+            raw.pool.security,
+            raw.pool.tls.as_ref(),
+            raw.pool.sasl.as_ref(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let limits = raw.limits;
         if limits.max_frame_bytes == 0 || limits.max_frame_bytes > i32::MAX as u64 {
             return invalid(format!("limits.max_frame_bytes {} is outside 1..=2147483647", limits.max_frame_bytes));
@@ -436,6 +449,7 @@ impl Config {
                 }
             },
             pool_bootstrap: raw.pool.bootstrap,
+            pool_upstream,
             metadata_refresh: Duration::from_millis(raw.pool.metadata_refresh_ms.max(100)),
             connect_timeout: Duration::from_millis(raw.pool.connect_timeout_ms.max(100)),
             quotas: {

@@ -20,8 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use crate::upstream::{UpstreamRead, UpstreamStream, UpstreamWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -368,7 +367,7 @@ pub async fn serve<S>(
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     client: S,
-    upstream: TcpStream,
+    upstream: UpstreamStream,
     peer: SocketAddr,
     node: Option<i32>,
     shared: &Shared,
@@ -403,7 +402,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn client_to_pool<R: AsyncRead + Unpin>(
     mut client: FrameReader<R>,
-    mut upstream: BufWriter<OwnedWriteHalf>,
+    mut upstream: BufWriter<UpstreamWrite>,
     pending: mpsc::Sender<Pending>,
     shared: &Shared,
     advertised: &Advertised,
@@ -688,7 +687,7 @@ async fn send_pending(pending: &mpsc::Sender<Pending>, entry: Pending) -> Result
 }
 
 async fn pool_to_client<W: AsyncWrite + Unpin>(
-    mut upstream: FrameReader<OwnedReadHalf>,
+    mut upstream: FrameReader<UpstreamRead>,
     mut client: BufWriter<W>,
     mut pending: mpsc::Receiver<Pending>,
     shared: &Shared,

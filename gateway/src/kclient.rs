@@ -1,6 +1,8 @@
 //! A minimal Kafka client for the gateway's own use of the pool: discovery's Metadata
 //! poll and the `__sluice_*` store topics (create, list offsets, produce, fetch).
 //!
+//! Connections are opened by `crate::upstream` (TLS and SASL as `[pool]` says).
+//!
 //! It speaks fixed, conservative API versions that every Kafka 4.x broker supports
 //! (Metadata v12, CreateTopics v7, ListOffsets v7, Produce v9, Fetch v12; topics by name,
 //! never by id), one request at a time per connection. Record batches are encoded and
@@ -25,10 +27,10 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::codec::{FrameReader, ReadLimits};
 use crate::protocol::parse_response_header;
+use crate::upstream::{Upstream, UpstreamError, UpstreamRead, UpstreamStream, UpstreamWrite};
 
 pub const METADATA_VERSION: i16 = 12;
 pub const CREATE_TOPICS_VERSION: i16 = 7;
@@ -41,10 +43,8 @@ pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("connecting to pool broker {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
-    #[error("connecting to pool broker {addr} timed out")]
-    ConnectTimeout { addr: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     #[error("no pool broker reachable (tried {tried})")]
     NoBrokerReachable { tried: String },
     #[error("{api:?} to {addr}: {source}")]
@@ -76,23 +76,11 @@ impl KafkaError {
     }
 }
 
-/// Connects to `addr` within `timeout`.
-pub async fn connect_addr(addr: &str, timeout: Duration) -> Result<TcpStream, KafkaError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(KafkaError::ConnectTimeout { addr: addr.to_owned() }),
-        Ok(Err(source)) => Err(KafkaError::Connect { addr: addr.to_owned(), source }),
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-    }
-}
-
 /// One connection to one pool broker; one request at a time.
 pub struct KafkaConn {
     addr: String,
-    reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: FrameReader<UpstreamRead>,
+    writer: UpstreamWrite,
     correlation_id: i32,
     client_id: &'static str,
     /// Longest wait for any one answer (long-poll Fetch adds its own max_wait).
@@ -108,7 +96,7 @@ const READ_LIMITS: ReadLimits = ReadLimits {
 };
 
 impl KafkaConn {
-    pub fn new(stream: TcpStream, client_id: &'static str, call_timeout: Duration) -> Self {
+    pub fn new(stream: UpstreamStream, client_id: &'static str, call_timeout: Duration) -> Self {
         let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let (r, w) = stream.into_split();
         Self { addr, reader: FrameReader::new(r), writer: w, correlation_id: 0, client_id, call_timeout }
@@ -116,11 +104,12 @@ impl KafkaConn {
 
     pub async fn connect(
         addr: &str,
+        upstream: &Upstream,
         connect_timeout: Duration,
         client_id: &'static str,
         call_timeout: Duration,
     ) -> Result<Self, KafkaError> {
-        Ok(Self::new(connect_addr(addr, connect_timeout).await?, client_id, call_timeout))
+        Ok(Self::new(upstream.connect(addr, connect_timeout).await?, client_id, call_timeout))
     }
 
     pub fn addr(&self) -> &str {
@@ -412,15 +401,25 @@ pub struct PoolAccess {
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
     pub client_id: &'static str,
+    /// TLS and SASL towards the pool (`[pool] security`).
+    pub upstream: Upstream,
 }
 
 impl PoolAccess {
+    /// Connects to broker `addr`.
+    pub async fn connect_to(&self, addr: &str) -> Result<KafkaConn, KafkaError> {
+        KafkaConn::connect(addr, &self.upstream, self.connect_timeout, self.client_id, self.call_timeout).await
+    }
+
     /// Connects to the first reachable bootstrap broker.
     pub async fn connect_any(&self) -> Result<KafkaConn, KafkaError> {
         let mut tried = Vec::new();
         for addr in &self.bootstrap {
-            match KafkaConn::connect(addr, self.connect_timeout, self.client_id, self.call_timeout).await {
+            match self.connect_to(addr).await {
                 Ok(c) => return Ok(c),
+                // Wrong credentials are not a reachability problem: trying the next
+                // broker would only repeat the refusal, and the caller must see it as such.
+                Err(KafkaError::Upstream(e)) if e.is_authentication() => return Err(e.into()),
                 Err(e) => tried.push(format!("{addr}: {e}")),
             }
         }
@@ -454,7 +453,7 @@ impl PoolAccess {
         if addr == any.addr() {
             return Ok(any);
         }
-        KafkaConn::connect(&addr, self.connect_timeout, self.client_id, self.call_timeout).await
+        self.connect_to(&addr).await
     }
 
     /// Live brokers, as the pool's Metadata lists them.

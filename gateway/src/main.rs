@@ -327,10 +327,9 @@ fn placement_parts(command: PlacementCommand) -> anyhow::Result<sluice_gateway::
         PlacementCommand::Status { args } => (Action::Status, args),
         PlacementCommand::Cancel { args } => (Action::Cancel, args),
     };
-    let mut settings = match &a.config {
-        Some(path) => Config::load(path)?.placement,
-        None => Default::default(),
-    };
+    let config = a.config.as_deref().map(Config::load).transpose()?;
+    let upstream = config.as_ref().map(|c| c.pool_upstream.clone()).unwrap_or_default();
+    let mut settings = config.map(|c| c.placement).unwrap_or_default();
     if !a.drain.is_empty() {
         settings.drain = a.drain.clone();
     }
@@ -359,6 +358,7 @@ fn placement_parts(command: PlacementCommand) -> anyhow::Result<sluice_gateway::
         action,
         bootstrap: a.bootstrap,
         connect_timeout: Duration::from_millis(a.connect_timeout_ms.max(100)),
+        upstream,
         settings,
     })
 }
@@ -448,6 +448,7 @@ async fn open_store(args: &StoreArgs) -> anyhow::Result<TenantStore> {
         connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(100)),
         call_timeout: Duration::from_secs(10),
         client_id: "sluice-cli",
+        upstream: Default::default(),
     };
     let settings = StoreSettings { topic: args.topic.clone(), seed_file: None };
     TenantStore::start(access, &settings, CancellationToken::new())
@@ -561,6 +562,7 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
                 connect_timeout: Duration::from_millis(store.connect_timeout_ms.max(100)),
                 call_timeout: Duration::from_secs(20),
                 client_id: "sluice-cli",
+                upstream: Default::default(),
             };
             let ledger = sluice_gateway::usage::read_all(access, &usage_topic).await?;
             println!("{}", sluice_gateway::usage::report_json(&ledger, id.as_str(), from, to, bucket));

@@ -1,6 +1,9 @@
 //! The broker pool as the gateway sees it: which brokers exist (discovered from the
 //! pool's own Metadata), which API versions they speak, and how to reach them.
 //!
+//! Every connection is opened by `crate::upstream` (TLS and SASL as `[pool]` says);
+//! the down-probes below only check that a broker accepts TCP connections.
+//!
 //! Broker addresses in here are the pool's and never leave the gateway. Discovery
 //! only ever *replaces* the broker set after a successful answer, so a failed poll
 //! never tears listeners down.
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::kclient::{KafkaConn, KafkaError};
+use crate::upstream::{Upstream, UpstreamError, UpstreamStream};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolBroker {
@@ -35,10 +39,8 @@ pub enum PoolError {
     NoBrokerReachable { tried: String },
     #[error("pool broker {node_id} is not known")]
     UnknownBroker { node_id: i32 },
-    #[error("connecting to pool broker {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
-    #[error("connecting to pool broker {addr} timed out")]
-    ConnectTimeout { addr: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     #[error("control request to {addr} failed: {reason}")]
     Control { addr: String, reason: String },
 }
@@ -46,6 +48,7 @@ pub enum PoolError {
 pub struct Pool {
     bootstrap: Vec<String>,
     connect_timeout: Duration,
+    upstream: Upstream,
     brokers: watch::Sender<BrokerSet>,
     /// Brokers the pool still lists but that refuse connections (killed, not yet
     /// fenced). Their listeners close so clients get "connection refused", exactly as
@@ -60,15 +63,21 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(bootstrap: Vec<String>, connect_timeout: Duration) -> Arc<Self> {
+    pub fn new(bootstrap: Vec<String>, connect_timeout: Duration, upstream: Upstream) -> Arc<Self> {
         Arc::new(Self {
             bootstrap,
             connect_timeout,
+            upstream,
             brokers: watch::Sender::new(BrokerSet::new()),
             down: watch::Sender::new(BTreeSet::new()),
             versions: RwLock::new(HashMap::new()),
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// How pool connections are opened; its `auth_failure` feeds `/ready`.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     pub fn subscribe(&self) -> watch::Receiver<BrokerSet> {
@@ -165,19 +174,12 @@ impl Pool {
         });
     }
 
-    async fn connect_addr(&self, addr: &str) -> Result<TcpStream, PoolError> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Err(_) => Err(PoolError::ConnectTimeout { addr: addr.to_owned() }),
-            Ok(Err(source)) => Err(PoolError::Connect { addr: addr.to_owned(), source }),
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(stream)
-            }
-        }
+    async fn connect_addr(&self, addr: &str) -> Result<UpstreamStream, PoolError> {
+        Ok(self.upstream.connect(addr, self.connect_timeout).await?)
     }
 
     /// Connects to pool broker `node_id`.
-    pub async fn connect(&self, node_id: i32) -> Result<TcpStream, PoolError> {
+    pub async fn connect(&self, node_id: i32) -> Result<UpstreamStream, PoolError> {
         let addr = self
             .brokers
             .borrow()
@@ -189,7 +191,7 @@ impl Pool {
 
     /// Connects to any live broker, round-robin, falling back to the configured
     /// bootstrap addresses. Returns the node id when known.
-    pub async fn connect_any(&self) -> Result<(TcpStream, Option<i32>), PoolError> {
+    pub async fn connect_any(&self) -> Result<(UpstreamStream, Option<i32>), PoolError> {
         let down = self.down.borrow().clone();
         let mut candidates: Vec<(Option<i32>, String)> = self
             .brokers
@@ -212,6 +214,8 @@ impl Pool {
         for (node, addr) in candidates {
             match self.connect_addr(&addr).await {
                 Ok(s) => return Ok((s, node)),
+                // Refused credentials are the same on every broker: report them as they are.
+                Err(PoolError::Upstream(e)) if e.is_authentication() => return Err(e.into()),
                 Err(e) => {
                     debug!(%addr, error = %e, "pool broker not reachable, trying the next");
                     tried.push(addr);
@@ -282,7 +286,7 @@ impl Pool {
 struct ControlConnection(KafkaConn);
 
 impl ControlConnection {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: UpstreamStream) -> Self {
         Self(KafkaConn::new(stream, "sluice-discovery", Duration::from_secs(10)))
     }
 

@@ -188,7 +188,7 @@ pub async fn poll(access: &PoolAccess, known: &(dyn Fn(&str) -> bool + Sync)) ->
     let mut committed: HashMap<(String, String, i32), i64> = HashMap::new();
     let mut conns: HashMap<i32, KafkaConn> = HashMap::new();
     for (id, addr) in &brokers {
-        let mut conn = match KafkaConn::connect(addr, access.connect_timeout, access.client_id, access.call_timeout).await {
+        let mut conn = match access.connect_to(addr).await {
             Ok(c) => c,
             Err(e) => {
                 debug!(node = id, error = %e, "pool metrics: broker unreachable");

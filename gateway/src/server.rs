@@ -71,7 +71,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the bootstrap listener, starts pool discovery and the broker listeners.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
-        let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout);
+        let pool = Pool::new(config.pool_bootstrap.clone(), config.connect_timeout, config.pool_upstream.clone());
         let cancel = CancellationToken::new();
         // A start that fails half-way stops what it started (the store's tail) on return.
         let started = cancel.clone().drop_guard();
@@ -83,6 +83,7 @@ impl Gateway {
                 connect_timeout: config.connect_timeout,
                 call_timeout: Duration::from_secs(10),
                 client_id: "sluice-store",
+                upstream: config.pool_upstream.clone(),
             },
             &config.store,
             cancel.child_token(),
@@ -157,6 +158,7 @@ impl Gateway {
             connect_timeout: shared.config.connect_timeout,
             call_timeout: Duration::from_secs(20),
             client_id,
+            upstream: shared.config.pool_upstream.clone(),
         };
         shared.audit.spawn(audit_access("sluice-audit"), audit_access("sluice-audit-read"), &tasks, &cancel);
 
@@ -194,6 +196,7 @@ impl Gateway {
                 connect_timeout: shared.config.connect_timeout,
                 call_timeout: Duration::from_secs(5),
                 client_id: "sluice-fleet",
+                upstream: shared.config.pool_upstream.clone(),
             };
             let instance = crate::placement::rebalancer::gateway_id();
             tasks.spawn(crate::fleet::run(shared.quotas.clone(), access, shared.config.fleet.clone(), instance, cancel.child_token()));
@@ -207,6 +210,7 @@ impl Gateway {
                 connect_timeout: shared.config.connect_timeout,
                 call_timeout: Duration::from_secs(20),
                 client_id: "sluice-usage",
+                upstream: shared.config.pool_upstream.clone(),
             };
             let u = &shared.config.usage;
             let retention = u.retention_ms.to_string();
@@ -237,6 +241,7 @@ impl Gateway {
                     connect_timeout: shared.config.connect_timeout,
                     call_timeout: Duration::from_secs(10),
                     client_id: "sluice-api",
+                    upstream: shared.config.pool_upstream.clone(),
                 },
             })
         });
@@ -269,6 +274,7 @@ impl Gateway {
                 connect_timeout: shared.config.connect_timeout,
                 call_timeout: Duration::from_secs(10),
                 client_id: "sluice-inventory",
+                upstream: shared.config.pool_upstream.clone(),
             },
             shared.config.metadata_refresh,
             cancel.child_token(),
@@ -280,6 +286,7 @@ impl Gateway {
                 connect_timeout: shared.config.connect_timeout,
                 call_timeout: Duration::from_secs(10),
                 client_id: "sluice-metrics",
+                upstream: shared.config.pool_upstream.clone(),
             },
             shared.tenants.clone(),
             Duration::from_millis(shared.config.metrics.pool_poll_ms),
@@ -291,6 +298,7 @@ impl Gateway {
             crate::placement::Placement::new(
                 shared.config.pool_bootstrap.clone(),
                 shared.config.connect_timeout,
+                shared.config.pool_upstream.clone(),
                 shared.config.placement.clone(),
                 crate::placement::rebalancer::gateway_id(),
             ),

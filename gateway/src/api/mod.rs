@@ -437,6 +437,7 @@ impl Api {
         crate::placement::Placement::new(
             self.pool.bootstrap.clone(),
             self.pool.connect_timeout,
+            self.pool.upstream.clone(),
             self.placement.clone(),
             format!("api-{who}-{}", std::process::id()),
         )

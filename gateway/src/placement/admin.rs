@@ -118,7 +118,7 @@ impl PoolAdmin {
 
     /// Size of every replica a broker holds (largest across its log dirs), by (topic, partition).
     pub async fn replica_sizes(&self, broker: &BrokerInfo) -> Result<HashMap<(String, i32), u64>, KafkaError> {
-        let mut c = KafkaConn::connect(&broker.addr, self.access.connect_timeout, self.access.client_id, self.access.call_timeout)
+        let mut c = self.access.connect_to(&broker.addr)
             .await?;
         let resp: DescribeLogDirsResponse =
             c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None), Duration::ZERO).await?;
@@ -247,7 +247,7 @@ impl PoolAdmin {
                     .collect(),
             )]);
         let mut c = match addr {
-            Some(a) => KafkaConn::connect(a, self.access.connect_timeout, self.access.client_id, self.access.call_timeout).await?,
+            Some(a) => self.access.connect_to(a).await?,
             None => self.conn().await?,
         };
         let resp: IncrementalAlterConfigsResponse =
@@ -270,7 +270,7 @@ impl PoolAdmin {
             .with_resource_type(RESOURCE_BROKER)
             .with_resource_name(StrBytes::from_string(broker.id.to_string()))
             .with_configuration_keys(Some(keys.iter().map(|k| StrBytes::from_string((*k).to_owned())).collect()))]);
-        let mut c = KafkaConn::connect(&broker.addr, self.access.connect_timeout, self.access.client_id, self.access.call_timeout)
+        let mut c = self.access.connect_to(&broker.addr)
             .await?;
         let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req, Duration::ZERO).await?;
         let mut out = HashMap::new();

@@ -25,6 +25,8 @@ pub struct Request {
     pub action: Action,
     pub bootstrap: Vec<String>,
     pub connect_timeout: Duration,
+    /// TLS/SASL towards the pool, from `--config` (plaintext without one).
+    pub upstream: crate::upstream::Upstream,
     pub settings: PlacementSettings,
 }
 
@@ -49,7 +51,7 @@ pub fn plan_json(snap: &Snapshot, plan: &Plan) -> Value {
 
 pub async fn run(req: Request) -> anyhow::Result<()> {
     let me = format!("cli-{}", std::process::id());
-    let p = Placement::new(req.bootstrap, req.connect_timeout, req.settings, me);
+    let p = Placement::new(req.bootstrap, req.connect_timeout, req.upstream, req.settings, me);
     let drain = p.settings.drain.clone();
     match req.action {
         Action::Plan => {

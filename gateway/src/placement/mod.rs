@@ -83,8 +83,15 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn new(bootstrap: Vec<String>, connect_timeout: Duration, settings: PlacementSettings, me: String) -> Self {
-        let access = PoolAccess { bootstrap, connect_timeout, call_timeout: Duration::from_secs(35), client_id: "sluice-placement" };
+    pub fn new(
+        bootstrap: Vec<String>,
+        connect_timeout: Duration,
+        upstream: crate::upstream::Upstream,
+        settings: PlacementSettings,
+        me: String,
+    ) -> Self {
+        let access =
+            PoolAccess { bootstrap, connect_timeout, call_timeout: Duration::from_secs(35), client_id: "sluice-placement", upstream };
         Placement {
             admin: PoolAdmin { access: access.clone() },
             state: StateTopic { access, topic: settings.topic.clone() },

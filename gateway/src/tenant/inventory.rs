@@ -129,7 +129,7 @@ impl Inventory {
         for (id, addr) in brokers {
             let conn = match conns.get_mut(id) {
                 Some(c) => c,
-                None => match KafkaConn::connect(addr, access.connect_timeout, access.client_id, access.call_timeout).await {
+                None => match access.connect_to(addr).await {
                     Ok(c) => conns.entry(*id).or_insert(c),
                     Err(e) => {
                         debug!(node = id, error = %e, "group inventory: broker unreachable");

@@ -20,6 +20,7 @@ fn access() -> PoolAccess {
         connect_timeout: Duration::from_secs(3),
         call_timeout: Duration::from_secs(10),
         client_id: "sluice-store-test",
+        upstream: Default::default(),
     }
 }
 

@@ -358,6 +358,13 @@ EOF
 SCRAM_FORMATTED=0
 ensure_scram_user() {
   [[ "$SECURE" == 1 ]] || return 0
+  # A pool started by an older pool.sh (or with SLUICE_POOL_SECURE=0) serves no secured
+  # listener until its nodes restart: nothing to do, and `start` must still succeed.
+  if ! grep -q '^advertised.listeners=.*SASL_SSL://' "$(node_props 1)" 2>/dev/null \
+       || [[ ! -s "$SECURE_DIR/$SCRAM_USER.password" ]]; then
+    say "note: this pool was started without the secured listeners; they appear when its nodes restart"
+    return 0
+  fi
   local d="$SECURE_DIR" pw want marker="$SECURE_DIR/.scram-user"
   local -a auth
   pw="$(<"$d/$SCRAM_USER.password")"

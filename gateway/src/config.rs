@@ -605,6 +605,26 @@ bootstrap = ["127.0.0.1:29091"]
     }
 
     #[test]
+    fn pool_security_is_parsed_and_checked() {
+        use crate::upstream::SecurityProtocol;
+        assert_eq!(Config::parse(BASE, "t").unwrap().pool_upstream.protocol(), SecurityProtocol::Plaintext);
+        // BASE ends inside [pool]: what follows are [pool] keys, then its subtable.
+        let with = |security: &str, sasl: &str| format!("{BASE}security = \"{security}\"\n{sasl}");
+        let sasl = "[pool.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\npassword = \"p4ss\"\n";
+        let cfg = Config::parse(&with("SASL_PLAINTEXT", sasl), "t").unwrap();
+        assert_eq!(cfg.pool_upstream.protocol(), SecurityProtocol::SaslPlaintext);
+        assert!(!format!("{cfg:?}").contains("p4ss"), "the password must not be in Debug output");
+        let err = |text: String| Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(err(with("sasl_plaintext", &sasl.replace("SCRAM-SHA-256", "GSSAPI"))).contains("GSSAPI"));
+        assert!(err(with("sasl_plaintext", &format!("{sasl}secret = 1\n"))).contains("secret"));
+        assert!(err(with("sasl_ssl", "")).contains("[pool.sasl]"));
+        assert!(err(with("plaintext", sasl)).contains("[pool.sasl]"));
+        assert!(err(with("kerberos", "")).contains("kerberos"));
+        let tls = "[pool.tls]\nca_file = \"/nonexistent/pool-ca.pem\"\n";
+        assert!(err(with("ssl", tls)).contains("/nonexistent/pool-ca.pem"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let err = Config::parse(&format!("{BASE}\n[limits]\nmax_frame_byts = 5\n"), "t").unwrap_err();
         assert!(err.to_string().contains("max_frame_byts"), "{err}");

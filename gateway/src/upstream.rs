@@ -101,7 +101,10 @@ pub struct PoolSaslSettings {
     /// `SCRAM-SHA-512` (default) or `SCRAM-SHA-256`.
     #[serde(default = "default_mechanism")]
     pub mechanism: String,
+    /// The user, or a file holding it (e.g. a mounted Secret); one of the two.
+    #[serde(default)]
     pub username: String,
+    pub username_file: Option<PathBuf>,
     /// Exactly one of these three gives the password.
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -113,6 +116,7 @@ impl std::fmt::Debug for PoolSaslSettings {
         f.debug_struct("PoolSaslSettings")
             .field("mechanism", &self.mechanism)
             .field("username", &self.username)
+            .field("username_file", &self.username_file)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_file", &self.password_file)
             .field("password_env", &self.password_env)
@@ -264,12 +268,21 @@ impl Upstream {
                 let Some(mechanism) = ScramMechanism::parse(&s.mechanism) else {
                     return err(format!("pool.sasl.mechanism {:?} is not SCRAM-SHA-256 or SCRAM-SHA-512", s.mechanism));
                 };
-                if s.username.is_empty() {
-                    return err("pool.sasl.username is empty".into());
+                let username = match (&s.username_file, s.username.is_empty()) {
+                    (None, false) => s.username.clone(),
+                    (Some(path), true) => std::fs::read_to_string(path)
+                        .map_err(|e| SecurityConfigError(format!("pool.sasl.username_file {}: {e}", path.display())))?
+                        .trim()
+                        .to_owned(),
+                    (Some(_), false) => return err("pool.sasl: username and username_file are exclusive".into()),
+                    (None, true) => return err("pool.sasl needs username (or username_file)".into()),
+                };
+                if username.is_empty() {
+                    return err("pool.sasl: the username is empty".into());
                 }
                 Some(Credentials {
                     mechanism,
-                    username: s.username.clone(),
+                    username,
                     password: read_password(s)?,
                     salted: Mutex::new(None),
                 })
@@ -659,6 +672,10 @@ mod tests {
         let tls = PoolTlsSettings { ca_file: Some("/nonexistent/ca.pem".into()), ..Default::default() };
         assert!(e(Upstream::from_settings(SecurityProtocol::Ssl, Some(&tls), None)).contains("/nonexistent/ca.pem"));
         assert!(e(Upstream::from_settings(SecurityProtocol::Plaintext, Some(&tls), None)).contains("[pool.tls]"));
+        let nouser = PoolSaslSettings { username: String::new(), ..sasl.clone() };
+        assert!(e(Upstream::from_settings(SecurityProtocol::SaslPlaintext, None, Some(&nouser))).contains("username"));
+        let both = PoolSaslSettings { username_file: Some("/u".into()), ..sasl.clone() };
+        assert!(e(Upstream::from_settings(SecurityProtocol::SaslPlaintext, None, Some(&both))).contains("exclusive"));
         let half = PoolTlsSettings { cert_file: Some("/c.pem".into()), ..Default::default() };
         assert!(e(Upstream::from_settings(SecurityProtocol::Ssl, Some(&half), None)).contains("go together"));
     }

@@ -38,6 +38,12 @@ if [ -d loadtest ]; then
   cargo run --release -q -p loadtest -- proxy-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
   cargo run --release -q -p loadtest -- auth-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
   cargo run --release -q -p loadtest -- quota-bench --smoke --gateway-bin target/release/sluice --out "$smoke_out"
+  # librdkafka scenarios direct, through sluice and through Kroxylicious (fetched from
+  # Maven Central into the git-ignored deploy/.cache on first use).
+  cargo run --release -q -p loadtest -- compare --smoke --scenario produce,consume --gateway-bin target/release/sluice --out "$smoke_out"
+  for f in scenarios.json scenarios.md scenarios-produce.png scenarios-consume.png; do
+    test -s "$smoke_out/$f" || { echo "loadtest compare did not write $f" >&2; exit 1; }
+  done
   ls "$smoke_out"
 fi
 

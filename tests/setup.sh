@@ -24,6 +24,14 @@ if ! command -v prometheus >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# Maven fetches the peer proxy of `loadtest compare` (Kroxylicious) in the loadtest smoke.
+if ! command -v mvn >/dev/null 2>&1; then
+    log "installing maven"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends maven >/dev/null
+fi
+
 # The TLS tests reach the gateway by SNI names (test_tls.py): they must resolve to localhost.
 tls_names="bootstrap.sluice.test broker-1.sluice.test broker-2.sluice.test broker-3.sluice.test broker-4.sluice.test"
 missing=0

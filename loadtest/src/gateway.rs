@@ -1,5 +1,6 @@
 //! A `sluice` process started for one benchmark: free ports, a generated config
 //! (`auth = "none"`), a log file, and a stop that also runs when the benchmark fails.
+//! [`Gateway::spawn`] runs any proxy with the same port layout (the peer proxy).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,7 +14,7 @@ use anyhow::{bail, Context};
 use crate::perf::tail;
 
 /// Pool brokers the gateway may serve: node ids 1..=4 of `deploy/pool.sh`.
-const BROKER_PORTS: u16 = 4;
+pub(crate) const BROKER_PORTS: u16 = 4;
 
 /// A running gateway; dropping it stops the process (SIGTERM, SIGKILL after 10 s).
 pub struct Gateway {
@@ -58,35 +59,48 @@ impl Gateway {
         let config_path = work_dir.join("sluice.toml");
         std::fs::write(&config_path, config(base))
             .with_context(|| format!("writing {}", config_path.display()))?;
-        let log_path = work_dir.join("sluice.log");
-        let log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let log_err = log.try_clone().context("duplicating the log handle")?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["serve", "--config"])
             .arg(&config_path)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        Self::spawn(command, base, &work_dir.join("sluice.log"), timeout)
+    }
+
+    /// Starts `command` (any proxy serving the pool's brokers on `base + node id`, its
+    /// bootstrap on `base`) with its output in `log_path`, and waits until the
+    /// bootstrap port and the three base brokers' ports accept connections.
+    pub fn spawn(
+        mut command: Command,
+        base: u16,
+        log_path: &Path,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let log =
+            File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let log_err = log.try_clone().context("duplicating the log handle")?;
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
         let mut gateway = Gateway {
             pid: child.id(),
             child: Some(child),
             bootstrap: format!("127.0.0.1:{base}"),
-            log_path,
+            log_path: log_path.to_path_buf(),
         };
         // Bootstrap is `base`, pool broker N is `base + N`.
         for port in [base, base + 1, base + 2, base + 3] {
             if let Err(e) = gateway.wait_port(port, timeout) {
                 let log = std::fs::read_to_string(&gateway.log_path).unwrap_or_default();
                 gateway.stop();
-                return Err(e.context(format!("gateway log tail:\n{}", tail(&log, 3000))));
+                return Err(e.context(format!("proxy log tail:\n{}", tail(&log, 3000))));
             }
         }
         Ok(gateway)
@@ -172,7 +186,7 @@ pub fn config_text(base: u16, pool_bootstrap: &[String]) -> String {
 /// (32768..60999), so client sockets and their TIME-WAIT leftovers cannot hold them
 /// (a connection-churning benchmark once left 53 000 of those and no free block
 /// above 50000), and below the pool's 29091.. ports.
-fn free_port_block(width: u16) -> anyhow::Result<u16> {
+pub(crate) fn free_port_block(width: u16) -> anyhow::Result<u16> {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

@@ -11,18 +11,37 @@
 //! `loadtest quota-bench` measures how exactly tenants are held to their byte-rate
 //! quotas under overload, how fast they converge, and whether a flooding tenant moves
 //! another's produce latency (see `quota_bench`).
+//!
+//! `loadtest compare` runs load scenarios (produce, consume, mixed, many tenants and
+//! connections, overloads, noisy neighbour, connection and auth storms; see
+//! `scenario`) on a real Kafka client (librdkafka) against the pool directly, through
+//! sluice and through a peer proxy (Kroxylicious), in one run, and writes
+//! `scenarios.json`, `scenarios.md` and PNG plots (see `compare`). The committed
+//! report is regenerated with:
+//!
+//! ```sh
+//! cargo build --release -p sluice-gateway -p loadtest && target/release/loadtest compare \
+//!   --scenario produce,consume,mixed,noisy-neighbor,auth-storm --duration 20 --out docs/benchmarks
+//! ```
 #![forbid(unsafe_code)]
 
 mod auth_bench;
 mod bench;
+mod compare;
+mod compare_report;
 mod gateway;
+mod kafka_client;
+mod latency;
+mod peer;
 mod perf;
+mod plots;
 mod pool;
 mod procfs;
 mod quota_bench;
 mod rates;
 mod report;
 mod sasl;
+mod scenario;
 mod stats;
 
 use std::path::PathBuf;
@@ -52,6 +71,62 @@ enum Command {
     /// Quota accuracy under 2× overload (partition write, partition read, tenant
     /// write), time to converge, and the noisy-neighbour effect on produce p99 (SPEC 7).
     QuotaBench(QuotaBenchArgs),
+    /// Load scenarios on librdkafka against the pool directly, through sluice and
+    /// through a peer proxy (Kroxylicious) in one run: JSON, Markdown and PNG plots.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Scenarios to run, in order (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "produce")]
+    scenario: Vec<scenario::Scenario>,
+    /// Targets, in the order they run within a scenario; `direct` is the baseline of
+    /// the ratios.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "direct,sluice,peer"
+    )]
+    targets: Vec<compare::Target>,
+    #[command(flatten)]
+    scenario_args: scenario::ScenarioArgs,
+    /// Sluice's quotas for the benchmark tenants: lifted measures the proxy's cost.
+    #[arg(long, value_enum, default_value_t = compare::Quotas::Lifted)]
+    quotas: compare::Quotas,
+    /// Seconds of direct produce that fill the consume scenario's topic first.
+    #[arg(long, default_value_t = 8.0)]
+    prefill: f64,
+    /// Unmeasured seconds each scenario first runs directly (0 = none).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// The gateway binary to start (build it with `cargo build --release -p sluice-gateway`).
+    #[arg(long, default_value = "target/release/sluice")]
+    gateway_bin: PathBuf,
+    /// Where scenarios.json, scenarios.md and the PNGs go [default: docs/benchmarks, or
+    /// a fresh temp directory with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where configs and proxy logs are kept [default: a temp directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Where the peer proxy is downloaded and built (git-ignored).
+    #[arg(long, default_value = "deploy/.cache")]
+    cache_dir: PathBuf,
+    /// A short CI run: 3 s per target, at most 20 000 records per group, output in a
+    /// temp directory unless --out.
+    #[arg(long)]
+    smoke: bool,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
+    )]
+    pool_bootstrap: Vec<String>,
+    /// The commit --gateway-bin was built from, when that is not this checkout.
+    #[arg(long)]
+    gateway_commit: Option<String>,
 }
 
 #[derive(Args)]
@@ -251,7 +326,73 @@ fn main() -> anyhow::Result<()> {
         Command::ProxyBench(args) => proxy_bench(args),
         Command::AuthBench(args) => auth_bench(args),
         Command::QuotaBench(args) => quota_bench(args),
+        Command::Compare(args) => compare(args),
     }
+}
+
+fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let mut sa = a.scenario_args.clone();
+    let (mut prefill, mut warmup) = (a.prefill, a.warmup);
+    if a.smoke {
+        sa.duration = sa.duration.min(3.0);
+        sa.max_records = sa.max_records.min(20_000);
+        prefill = prefill.min(2.0);
+        warmup = warmup.min(1.0);
+    }
+    let prefill_ok = prefill.is_finite() && prefill > 0.0 && prefill <= 120.0;
+    let warmup_ok = warmup.is_finite() && (0.0..=120.0).contains(&warmup);
+    if !(prefill_ok && warmup_ok) {
+        bail!("--prefill must be in (0, 120] seconds, --warmup in [0, 120]");
+    }
+    if a.scenario.is_empty() || a.targets.is_empty() {
+        bail!("--scenario and --targets must name at least one");
+    }
+    let scenarios = a
+        .scenario
+        .iter()
+        .map(|s| scenario::ScenarioSpec::resolve(*s, &sa))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.targets.contains(&compare::Target::Sluice) && !a.gateway_bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sluice-gateway`",
+            a.gateway_bin.display()
+        );
+    }
+    let run_id = format!("{}-{}", std::process::id(), unix_secs());
+    let temp = std::env::temp_dir();
+    let out_dir = match (&a.out, a.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => temp.join(format!("loadtest-compare-smoke-{run_id}")),
+        (None, false) => PathBuf::from("docs/benchmarks"),
+    };
+    let params = compare::Params {
+        scenarios,
+        targets: a.targets.clone(),
+        quotas: a.quotas,
+        prefill_s: prefill,
+        warmup_s: warmup,
+        smoke: a.smoke,
+    };
+    let setup = compare::Setup {
+        gateway_bin: a.gateway_bin.clone(),
+        pool_bootstrap: a.pool_bootstrap.clone(),
+        out_dir,
+        work_dir: a
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| temp.join(format!("loadtest-compare-work-{run_id}"))),
+        cache_dir: a.cache_dir.clone(),
+        command: reproduce_command(std::env::args().skip(1)),
+        invocation: invocation(),
+        git_commit: match &a.gateway_commit {
+            Some(c) => format!("{c} (gateway built from this commit, per --gateway-commit)"),
+            None => report::git_commit(),
+        },
+    };
+    for path in compare::run(&params, &setup).context("compare failed")? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn quota_bench(a: QuotaBenchArgs) -> anyhow::Result<()> {
@@ -595,5 +736,32 @@ mod tests {
         assert!(a.smoke);
         assert_eq!((a.partition_quota_kib, a.tenant_quota_kib), (256, 1024));
         assert_eq!((a.overload, a.flood_factor), (2.0, 3.0));
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "compare",
+            "--scenario",
+            "produce,noisy-neighbor",
+            "--targets",
+            "direct,peer",
+            "--rate",
+            "500",
+            "--compression",
+            "lz4",
+        ])
+        .unwrap();
+        let Command::Compare(a) = cli.command else {
+            panic!("compare expected");
+        };
+        assert_eq!(
+            a.scenario,
+            [
+                scenario::Scenario::Produce,
+                scenario::Scenario::NoisyNeighbor
+            ]
+        );
+        assert_eq!(a.targets, [compare::Target::Direct, compare::Target::Peer]);
+        assert_eq!(a.scenario_args.rate, Some(500.0));
+        assert_eq!(a.quotas, compare::Quotas::Lifted);
+        assert!(Cli::try_parse_from(["loadtest", "compare", "--scenario", "nope"]).is_err());
     }
 }

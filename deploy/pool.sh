@@ -772,7 +772,7 @@ cmd_status() {
       if [[ -f "$(node_pidf "$n")" ]]; then state=dead; else state=stopped; fi
     fi
     printf '%-5s %-18s %-5s %-16s %-16s %-8s %s\n' "$n" "$(node_roles "$n")" "$(node_rack "$n")" \
-      "$HOST:$(broker_port "$n")" "$(is_controller "$n" && echo "$HOST:$(controller_port "$n")" || echo -)" \
+      "$HOST:$(client_port "$n")" "$(is_controller "$n" && echo "$HOST:$(controller_port "$n")" || echo -)" \
       "$state" "$pid"
   done
   printf 'data: %s   kafka: %s (%s)\n' "$POOL_DIR" "$KAFKA_VERSION" \

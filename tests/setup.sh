@@ -32,6 +32,14 @@ if ! command -v mvn >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends maven >/dev/null
 fi
 
+# openssl makes the pool's certificates (deploy/pool.sh, secured listeners) and test_tls's.
+if ! command -v openssl >/dev/null 2>&1; then
+    log "installing openssl"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+
 # The TLS tests reach the gateway by SNI names (test_tls.py): they must resolve to localhost.
 tls_names="bootstrap.sluice.test broker-1.sluice.test broker-2.sluice.test broker-3.sluice.test broker-4.sluice.test"
 missing=0

@@ -487,3 +487,71 @@ def test_killed_instance_releases_its_quota_share(fleet):
     assert before < 0.75 * quota, f"the survivor was not sharing before the kill: {fmt(before)}"
     assert after > 1.5 * before and after > 0.7 * quota, (fmt(before), fmt(after))
     assert release is not None and release < 6, release
+
+
+def first_window_above(sampler: PoolOffsets, since: float, threshold: float, width: float = 1.0):
+    """Seconds from `since` to the end of the first window `width` s wide that starts after
+    `since` and in which the topic grew faster than `threshold` bytes/s, or None."""
+    s = sampler.samples
+    for i in range(len(s)):
+        if s[i][0] < since:
+            continue
+        j = next((j for j in range(i + 1, len(s)) if s[j][0] - s[i][0] >= width - 0.05), None)
+        if j is None:
+            return None
+        if (sampler.total_at(j) - sampler.total_at(i)) / (s[j][0] - s[i][0]) * RECORD > threshold:
+            return s[j][0] - since
+    return None
+
+
+def test_failover_at_the_quota_finds_a_fair_share(fleet):
+    """A tenant at its quota through two instances; one dies and its producer fails over to
+    the third, which had no share of the tenant (the quota was all the other survivor's). The
+    producer must get its part at once: an instance with no demand of a tenant asks like a
+    throttled one (fleet.rs), where it used to hold the 1/64 floor, charge the arriving
+    producer's first batches 64 times over and hold it for about ten seconds."""
+    quota = 256 * KIB
+    tenant = fleet_tenant(fleet, lambda tid: quota_doc(tid, {"produce_bytes_per_sec": quota,
+                                                               "partition_produce_bytes_per_sec": 8 * MIB}))
+    a, b, c = fleet
+    steady = Tenant(TenantGateway(b.env), tenant.id, tenant.version)  # pinned to b
+    mover = Tenant(TenantGateway(a.env), tenant.id, tenant.version)
+    mover.bootstrap = f"{a.bootstrap},{c.bootstrap}"  # lands on a or c, fails over to the other
+    create_topic(steady, "steady", 1)
+    create_topic(steady, "mover", 1)
+    s_steady = PoolOffsets(tenant.pool_name("steady"), 1).start()
+    s_mover = PoolOffsets(tenant.pool_name("mover"), 1).start()
+    producers = [PerfProducer(steady, "steady", 100_000, throughput=2 * quota // RECORD, **BATCHING)]
+    try:
+        deadline = time.monotonic() + 60
+        while s_steady.first_reaching(1) is None:
+            assert time.monotonic() < deadline, producers[0].stderr()[-2000:]
+            time.sleep(0.5)
+        time.sleep(4)  # b alone has the whole quota, its producer held at it
+        producers.append(PerfProducer(mover, "mover", 100_000, throughput=2 * quota // RECORD,
+                                      **BATCHING, **FAILOVER_PROPS))
+        while s_mover.first_reaching(1) is None:
+            assert time.monotonic() < deadline, producers[1].stderr()[-2000:]
+            time.sleep(0.5)
+        started = s_mover.first_reaching(1)
+        time.sleep(8)
+        victim = max((a, c), key=lambda i: i.requests(tenant.id, "Produce"))
+        t_kill = time.monotonic()
+        victim.kill()
+        time.sleep(16)
+    finally:
+        for p in producers:
+            p.kill()
+        s_steady.stop()
+        s_mover.stop()
+    joined = first_window_above(s_mover, started, 0.3 * quota)
+    back = first_window_above(s_mover, t_kill + 1, 0.3 * quota)
+    back = None if back is None else back + 1
+    total = (s_mover.rate(t_kill + 10, t_kill + 16) + s_steady.rate(t_kill + 10, t_kill + 16)) * RECORD
+    print(f"\nat the quota: a producer joining a second instance reached 30% of the quota "
+          f"{joined if joined is None else round(joined, 2)} s after its first record; after kill -9 of "
+          f"{victim} it was back at 30% {back if back is None else round(back, 2)} s after the kill "
+          f"(clients re-bootstrap after 5 s); fleet total then {fmt(total)} (quota {fmt(quota)})")
+    assert joined is not None and joined < 5, joined
+    assert back is not None and back < 10, back
+    assert 0.6 * quota < total < 1.4 * quota, fmt(total)

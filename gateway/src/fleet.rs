@@ -165,7 +165,14 @@ pub async fn run(quotas: Arc<Quotas>, access: PoolAccess, settings: FleetSetting
                 .enumerate()
             {
                 let others: Vec<Demand> = latest.values().filter_map(|r| r.tenants.get(tenant).map(|p| p[i])).collect();
-                let s = share(own[i], &others, quota as f64);
+                // Admitting (almost) nothing of the tenant, this instance asks like a
+                // throttled one: the share is unused until a client arrives, and a client
+                // that arrives (new, or failing over from a dead instance) must find a fair
+                // part, not the 1/64 floor that charges its first batches 64 times over and
+                // holds it for seconds. The others split by the demand reported, not this.
+                let mut asking = own[i];
+                asking.saturated |= asking.rate < quota as f64 / 64.0;
+                let s = share(asking, &others, quota as f64);
                 if (s - fleet.get(d)).abs() > 0.01 {
                     debug!(tenant, direction = ?d, share = s, others = others.len(), "fleet share changed");
                 }

@@ -150,6 +150,8 @@ struct TenantState {
     client_id: String,
     /// Store changes (policies, tenant deletion) are applied before the next request.
     changes: tokio::sync::watch::Receiver<Arc<sluice_tenancy::store::TenantsSnapshot>>,
+    /// The quota defaults' generation the limiters were resolved under (config reload).
+    quota_generation: u64,
     /// This connection's place in the tenant's connection count, freed on drop.
     _slot: tenant::ConnectionSlot,
 }
@@ -229,6 +231,7 @@ impl TenantState {
             return Ok(state);
         }
         let mut changes = shared.tenants.subscribe();
+        let quota_generation = shared.quotas.generation();
         let snapshot = changes.borrow_and_update().clone();
         let access = access_for(&principal, &snapshot, &shared.quotas).map_err(Refusal::Access)?;
         let tenant = principal.tenant.as_str();
@@ -261,7 +264,7 @@ impl TenantState {
         let mut view = TenantView::new(ns, access.grants.clone(), access.quota.clone());
         access.install(&mut view, &principal, client_id, shared);
         let view = Arc::new(std::sync::Mutex::new(view));
-        Ok(Self { view, principal, client_id: client_id.to_owned(), changes, _slot: slot })
+        Ok(Self { view, principal, client_id: client_id.to_owned(), changes, quota_generation, _slot: slot })
     }
 
     /// Applies a store change (new grants, quotas and sub-quotas, or the reason the
@@ -269,9 +272,11 @@ impl TenantState {
     fn refresh(&mut self, shared: &Shared, client_id: &[u8]) -> Result<(), String> {
         let changed = self.changes.has_changed().unwrap_or(false);
         let new_client = client_id != self.client_id.as_bytes();
-        if !changed && !new_client {
+        let generation = shared.quotas.generation();
+        if !changed && !new_client && generation == self.quota_generation {
             return Ok(());
         }
+        self.quota_generation = generation;
         if new_client {
             self.client_id = String::from_utf8_lossy(client_id).into_owned();
         }
@@ -376,7 +381,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), ConnError> {
     let (client_read, client_write) = tokio::io::split(client);
     let (upstream_read, upstream_write) = upstream.into_split();
-    let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
+    let (tx, rx) = mpsc::channel(shared.limits().max_in_flight);
     let reader =
         client_to_pool(FrameReader::new(client_read), BufWriter::new(upstream_write), tx, shared, advertised, peer, node);
     let writer = pool_to_client(FrameReader::new(upstream_read), BufWriter::new(client_write), rx, shared, advertised);
@@ -409,7 +414,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     node: Option<i32>,
 ) -> Result<(), ConnError> {
-    let limits = shared.config.limits;
+    let limits = shared.limits();
     let mut first_request = true;
     let mut session: Option<SaslSession<sluice_tenancy::Principal>> = shared.sasl.as_ref().map(|_| SaslSession::default());
     // Who the latest SASL message claimed to be, for counting failures per principal.
@@ -457,7 +462,8 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         // Latency is measured from here, the request read, to its response written.
         let started = std::time::Instant::now();
         first_request = false;
-        if let (Some(sess), Some(settings)) = (session.as_mut(), shared.sasl.as_ref()) {
+        let sasl = shared.sasl_now();
+        if let (Some(sess), Some(settings)) = (session.as_mut(), sasl.as_deref()) {
             if sess.expects_raw_token() {
                 claimed = claimed_principal(frame.payload());
                 if shared.guard.check(peer.ip(), claimed.as_deref()) == Verdict::Refuse {
@@ -522,7 +528,7 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
         if header.api_version < range.min || header.api_version > range.max {
             return Err(ConnError::UnsupportedVersion { api, version: header.api_version, min: range.min, max: range.max });
         }
-        if let (Some(sess), Some(settings), Some(body_at)) = (session.as_mut(), shared.sasl.as_ref(), header.body_offset) {
+        if let (Some(sess), Some(settings), Some(body_at)) = (session.as_mut(), sasl.as_deref(), header.body_offset) {
             // As a Kafka broker does (KIP-368): a lapsed session may still re-authenticate,
             // but any other use of it closes the connection.
             let reauth = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);

@@ -28,6 +28,7 @@ pub mod connection;
 pub mod pool;
 pub mod pool_metrics;
 pub mod protocol;
+pub mod reload;
 pub mod rewrite;
 pub mod sasl;
 pub mod scram;

@@ -408,12 +408,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let path = config;
-            let config = Config::load(&path)?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let config = Config::parse(&text, &path.display().to_string())?;
+            // The file as applied, for comparing reloads against (it just parsed as a Config).
+            let running: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
             let gateway = Gateway::start(config).await.context("starting the gateway")?;
-            tokio::spawn(reload_on_hangup(path));
-            shutdown_signal().await;
+            serve_until_stopped(&gateway, &path, running).await;
             info!("shutting down");
-            let drain = gateway.shared.config.drain_timeout;
+            let drain = gateway.shared.drain_timeout();
             gateway.drain_and_stop(drain, Duration::from_secs(10)).await;
             Ok(())
         }
@@ -628,23 +630,62 @@ fn read_stdin() -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// SIGHUP (systemd's `ExecReload`): the config file is read and checked again. Nothing is
-/// applied live yet: a valid file is logged as needing a restart to take effect, an
-/// invalid one is logged with its error; either way the gateway keeps running (the
-/// default action of SIGHUP would end the process).
-async fn reload_on_hangup(path: PathBuf) {
+/// Serves until SIGTERM (or Ctrl-C), applying the config file again on every SIGHUP
+/// (systemd's `ExecReload`; see `sluice_gateway::reload` for what changes live). A file
+/// that cannot be read, parsed or validated is logged and changes nothing.
+async fn serve_until_stopped(gateway: &Gateway, path: &std::path::Path, mut running: toml::Table) {
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-        while hup.recv().await.is_some() {
-            match Config::load(&path) {
-                Ok(_) => tracing::warn!(config = %path.display(), "SIGHUP: the config file is valid; restart the gateway to apply it (live reload is not implemented)"),
-                Err(e) => tracing::error!(config = %path.display(), error = %e, "SIGHUP: the config file is invalid; keeping the running config"),
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; config reload is off");
+            None
+        }
+    };
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
             }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = hangup => {}
+        }
+        let origin = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(config = %origin, error = %e, "SIGHUP: cannot read the config file; keeping the running config");
+                continue;
+            }
+        };
+        match gateway.reload(&mut running, &text, &origin).await {
+            Ok(plan) if plan.is_empty() => tracing::info!(config = %origin, "SIGHUP: config unchanged"),
+            Ok(plan) => {
+                let restarted: Vec<&str> = plan.restart.iter().map(|c| c.section()).collect();
+                tracing::info!(
+                    config = %origin,
+                    limits = plan.limits,
+                    quotas = plan.quotas,
+                    auth = plan.auth,
+                    drain_timeout = plan.drain_timeout,
+                    restarted = ?restarted,
+                    "SIGHUP: config applied"
+                );
+                if !plan.needs_restart.is_empty() {
+                    tracing::warn!(config = %origin, changed = ?plan.needs_restart, "SIGHUP: these settings change only with a restart; the running values are kept");
+                }
+            }
+            Err(e) => tracing::error!(config = %origin, error = %e, "SIGHUP: keeping the running config"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{AuthMode, Config};
+use crate::reload::{Component, Plan};
 use crate::connection::{self, Target};
 use crate::pool::Pool;
 use crate::rewrite::{Addressing, Advertised};
@@ -30,8 +32,11 @@ pub struct Shared {
     pub advertised: Arc<Advertised>,
     /// Counts failed authentications per source and principal.
     pub guard: Arc<crate::guard::AuthGuard>,
-    /// Set when clients must authenticate with SASL.
-    pub sasl: Option<SaslSettings<JwtVerifier>>,
+    /// Set when clients must authenticate with SASL; swapped whole when `[auth]` is
+    /// reloaded (new authentications use the new issuers, sessions keep theirs).
+    pub sasl: Option<Arc<ArcSwap<SaslSettings<JwtVerifier>>>>,
+    /// The settings a reload may change while connections stay open.
+    live: ArcSwap<LiveSettings>,
     /// Tenants, their limits and policies (the `__sluice_tenants` topic).
     pub tenants: TenantStore,
     /// Byte-rate limiters of every tenant and its partitions.
@@ -52,7 +57,31 @@ pub struct Shared {
     broker_tokens: Mutex<HashMap<i32, CancellationToken>>,
 }
 
+/// Settings read afresh where they apply, so a config reload reaches them.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSettings {
+    /// Read by each new connection.
+    pub limits: crate::config::Limits,
+    /// Read when SIGTERM arrives.
+    pub drain_timeout: Duration,
+}
+
 impl Shared {
+    /// The connection limits new connections get.
+    pub fn limits(&self) -> crate::config::Limits {
+        self.live.load().limits
+    }
+
+    /// How long SIGTERM lets connections finish.
+    pub fn drain_timeout(&self) -> Duration {
+        self.live.load().drain_timeout
+    }
+
+    /// The SASL settings new authentications use.
+    pub fn sasl_now(&self) -> Option<Arc<SaslSettings<JwtVerifier>>> {
+        self.sasl.as_ref().map(|s| s.load_full())
+    }
+
     pub fn broker_token(&self, node_id: i32) -> Option<CancellationToken> {
         self.broker_tokens.lock().ok()?.get(&node_id).cloned()
     }
@@ -66,6 +95,8 @@ pub struct Gateway {
     pub shared: Arc<Shared>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The background tasks a reload may restart, each with its own stop token.
+    components: Mutex<HashMap<Component, CancellationToken>>,
 }
 
 impl Gateway {
@@ -99,36 +130,14 @@ impl Gateway {
         };
         let sasl = match &config.sasl {
             None => None,
-            Some(auth) => {
-                let mut issuers = auth.issuers.clone();
-                if let Some(settings) = &config.issuer {
-                    // Tokens sluice mints are verified like any issuer's, from the JWKS it wrote.
-                    issuers.push(sluice_tenancy::IssuerConfig {
-                        issuer: settings.url.clone(),
-                        audience: vec![settings.audience.clone()],
-                        jwks_file: Some(jwks_path(&settings.key_file)),
-                        algorithms: vec!["EdDSA".into()],
-                        ..Default::default()
-                    });
-                }
-                let authenticator = sluice_tenancy::Authenticator::new(issuers, Arc::new(tenants.clone()))
-                    .context("configuring token issuers")?;
-                // Keys that cannot be loaded now are retried when a token names them.
-                if let Err(e) = authenticator.refresh_keys().await {
-                    warn!(error = %e, "loading issuer keys failed; will retry on first use");
-                }
-                Some(SaslSettings {
-                    mechanisms: auth.mechanisms.clone(),
-                    max_session: auth.max_session,
-                    verifier: JwtVerifier(authenticator),
-                })
-            }
+            Some(auth) => Some(Arc::new(ArcSwap::from_pointee(sasl_settings(auth, &config, &tenants).await?))),
         };
         let quotas = Arc::new(sluice_quota::Quotas::new(config.quotas).context("configuring quotas")?);
         let shared = Arc::new(Shared {
             guard: guard.clone(),
             audit: crate::audit::Audit::new(&config.audit),
             sasl,
+            live: ArcSwap::from_pointee(LiveSettings { limits: config.limits, drain_timeout: config.drain_timeout }),
             tenants,
             quotas: quotas.clone(),
             connections: Default::default(),
@@ -190,17 +199,6 @@ impl Gateway {
                 Some(addr)
             }
         };
-        if shared.config.fleet.enabled {
-            let access = PoolAccess {
-                bootstrap: shared.config.pool_bootstrap.clone(),
-                connect_timeout: shared.config.connect_timeout,
-                call_timeout: Duration::from_secs(5),
-                client_id: "sluice-fleet",
-                upstream: shared.config.pool_upstream.clone(),
-            };
-            let instance = crate::placement::rebalancer::gateway_id();
-            tasks.spawn(crate::fleet::run(shared.quotas.clone(), access, shared.config.fleet.clone(), instance, cancel.child_token()));
-        }
         // The usage ledger: this instance's writer, and a reader every instance keeps
         // for the API.
         let usage_ledger = Arc::new(crate::usage::Ledger::default());
@@ -230,7 +228,7 @@ impl Gateway {
                 .unwrap_or_else(|| shared.config.issuer.iter().map(|i| i.url.clone()).collect());
             Arc::new(crate::api::Api {
                 store: shared.tenants.clone(),
-                auth: sasl.verifier.0.clone(),
+                auth: sasl.clone(),
                 operator_issuers,
                 audit: shared.audit.clone(),
                 quotas: shared.quotas.clone(),
@@ -279,35 +277,106 @@ impl Gateway {
             shared.config.metadata_refresh,
             cancel.child_token(),
         );
-        // Storage and consumer lag per tenant for /metrics, and the recorder's upkeep.
-        tasks.spawn(crate::pool_metrics::run(
-            crate::kclient::PoolAccess {
-                bootstrap: shared.config.pool_bootstrap.clone(),
-                connect_timeout: shared.config.connect_timeout,
-                call_timeout: Duration::from_secs(10),
-                client_id: "sluice-metrics",
-                upstream: shared.config.pool_upstream.clone(),
-            },
-            shared.tenants.clone(),
-            Duration::from_millis(shared.config.metrics.pool_poll_ms),
-            cancel.child_token(),
-        ));
         tasks.spawn(crate::telemetry::upkeep(cancel.child_token()));
-        // Load sampling and reports; the rebalancer when [placement] enabled (one lease holder).
-        tasks.spawn(crate::placement::rebalancer::run(
-            crate::placement::Placement::new(
-                shared.config.pool_bootstrap.clone(),
-                shared.config.connect_timeout,
-                shared.config.pool_upstream.clone(),
-                shared.config.placement.clone(),
-                crate::placement::rebalancer::gateway_id(),
-            ),
-            cancel.child_token(),
-        ));
         tasks.spawn(pool.clone().run_down_probe(Duration::from_millis(300), cancel.child_token()));
         tasks.spawn(manage_broker_listeners(shared.clone(), cancel.child_token(), tasks.clone()));
+        let gateway = Gateway { bootstrap_addr, admin_addr, tls_addr, shared, cancel, tasks, components: Mutex::new(HashMap::new()) };
+        let config = gateway.shared.config.clone();
+        for c in [Component::Fleet, Component::Placement, Component::PoolMetrics] {
+            gateway.start_component(c, &config);
+        }
         started.disarm();
-        Ok(Gateway { bootstrap_addr, admin_addr, tls_addr, shared, cancel, tasks })
+        Ok(gateway)
+    }
+
+    /// (Re)starts the background task `c` with the settings of `config`, stopping the
+    /// running one first.
+    fn start_component(&self, c: Component, config: &Config) {
+        let token = self.cancel.child_token();
+        if let Ok(mut running) = self.components.lock() {
+            if let Some(old) = running.insert(c, token.clone()) {
+                old.cancel();
+            }
+        }
+        let access = |client_id, call_timeout| PoolAccess {
+            bootstrap: config.pool_bootstrap.clone(),
+            connect_timeout: config.connect_timeout,
+            call_timeout,
+            client_id,
+            upstream: config.pool_upstream.clone(),
+        };
+        match c {
+            Component::Fleet => {
+                if config.fleet.enabled {
+                    let instance = crate::placement::rebalancer::gateway_id();
+                    let access = access("sluice-fleet", Duration::from_secs(5));
+                    self.tasks.spawn(crate::fleet::run(self.shared.quotas.clone(), access, config.fleet.clone(), instance, token));
+                } else {
+                    // Sharing off: this instance admits the whole quota again.
+                    for (_, _, share) in self.shared.quotas.fleet_view() {
+                        share.set(sluice_quota::Direction::Write, 1.0);
+                        share.set(sluice_quota::Direction::Read, 1.0);
+                    }
+                }
+            }
+            // Storage and consumer lag per tenant for /metrics.
+            Component::PoolMetrics => {
+                self.tasks.spawn(crate::pool_metrics::run(
+                    access("sluice-metrics", Duration::from_secs(10)),
+                    self.shared.tenants.clone(),
+                    Duration::from_millis(config.metrics.pool_poll_ms),
+                    token,
+                ));
+            }
+            // Load sampling and reports; the rebalancer when [placement] enabled (one lease holder).
+            Component::Placement => {
+                self.tasks.spawn(crate::placement::rebalancer::run(
+                    crate::placement::Placement::new(
+                        config.pool_bootstrap.clone(),
+                        config.connect_timeout,
+                        config.pool_upstream.clone(),
+                        config.placement.clone(),
+                        crate::placement::rebalancer::gateway_id(),
+                    ),
+                    token,
+                ));
+            }
+        }
+    }
+
+    /// Applies a changed config file (SIGHUP): see [`crate::reload`] for what changes
+    /// live, what restarts a task and what needs a process restart. `running` is the file
+    /// as last applied; it is updated to what is now in effect. A new file that does not
+    /// parse or validate changes nothing.
+    pub async fn reload(&self, running: &mut toml::Table, text: &str, origin: &str) -> Result<Plan, ReloadError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ReloadError::Invalid(e.to_string()))?;
+        let new = Config::parse(text, origin).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let plan = crate::reload::plan(running, &table);
+        // Validated before anything is applied, so a bad section changes nothing at all.
+        let sasl = match (&new.sasl, plan.auth) {
+            (Some(auth), true) => Some(sasl_settings(auth, &new, &self.shared.tenants).await.map_err(|e| ReloadError::Invalid(format!("{e:#}")))?),
+            _ => None,
+        };
+        if plan.quotas {
+            self.shared.quotas.set_defaults(new.quotas).map_err(|e| ReloadError::Invalid(format!("[quotas]: {e}")))?;
+        }
+        if let (Some(settings), Some(current)) = (sasl, &self.shared.sasl) {
+            current.store(Arc::new(settings));
+        }
+        if plan.limits || plan.drain_timeout {
+            self.shared.live.store(Arc::new(LiveSettings { limits: new.limits, drain_timeout: new.drain_timeout }));
+            self.shared.sources.set(new.limits.max_connections_per_ip, new.limits.connection_rate_per_ip);
+        }
+        for c in &plan.restart {
+            self.start_component(*c, &new);
+        }
+        // What was not applied stays as it runs, so the next reload reports it again.
+        let mut applied = table;
+        for name in &plan.needs_restart {
+            keep_running_value(&mut applied, running, name);
+        }
+        *running = applied;
+        Ok(plan)
     }
 
     /// A graceful stop (SIGTERM): stops accepting and reading new requests, gives open
@@ -339,6 +408,61 @@ impl Gateway {
             warn!("some connections did not close within {grace:?}");
         }
     }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new config is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Puts `name` (a section, or `section.key`) of `running` back into `applied`.
+fn keep_running_value(applied: &mut toml::Table, running: &toml::Table, name: &str) {
+    let (section, key) = match name.split_once('.') {
+        Some((s, k)) => (s, Some(k)),
+        None => (name, None),
+    };
+    let Some(key) = key else {
+        match running.get(section) {
+            Some(v) => applied.insert(section.to_owned(), v.clone()),
+            None => applied.remove(section),
+        };
+        return;
+    };
+    let old = running.get(section).and_then(|v| v.as_table()).and_then(|t| t.get(key)).cloned();
+    if let Some(toml::Value::Table(t)) = applied.get_mut(section) {
+        match old {
+            Some(v) => t.insert(key.to_owned(), v),
+            None => t.remove(key),
+        };
+    }
+}
+
+/// The SASL settings of `[auth]`: its issuers plus sluice's own (when `[issuer]` is set),
+/// with their keys loaded (keys that cannot be loaded now are retried on first use).
+async fn sasl_settings(
+    auth: &crate::config::AuthConfig,
+    config: &Config,
+    tenants: &TenantStore,
+) -> anyhow::Result<SaslSettings<JwtVerifier>> {
+    let mut issuers = auth.issuers.clone();
+    if let Some(settings) = &config.issuer {
+        // Tokens sluice mints are verified like any issuer's, from the JWKS it wrote.
+        issuers.push(sluice_tenancy::IssuerConfig {
+            issuer: settings.url.clone(),
+            audience: vec![settings.audience.clone()],
+            jwks_file: Some(jwks_path(&settings.key_file)),
+            algorithms: vec!["EdDSA".into()],
+            ..Default::default()
+        });
+    }
+    let authenticator =
+        sluice_tenancy::Authenticator::new(issuers, Arc::new(tenants.clone())).context("configuring token issuers")?;
+    if let Err(e) = authenticator.refresh_keys().await {
+        warn!(error = %e, "loading issuer keys failed; will retry on first use");
+    }
+    Ok(SaslSettings { mechanisms: auth.mechanisms.clone(), max_session: auth.max_session, verifier: JwtVerifier(authenticator) })
 }
 
 /// Where the public JWKS of the issuer key at `key_file` is written.
@@ -441,7 +565,7 @@ async fn tls_accept_loop(
         let _ = stream.set_nodelay(true);
         let (acceptor, domain, advertised, shared, cancel) =
             (acceptor.clone(), domain.clone(), advertised.clone(), shared.clone(), cancel.clone());
-        let handshake_timeout = shared.config.limits.preauth_timeout;
+        let handshake_timeout = shared.limits().preauth_timeout;
         tasks.spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,

@@ -8,17 +8,23 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 /// The per-source limits and what each source holds now.
 pub struct SourceLimits {
-    max_connections: u64,
-    rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    connection_rate: u64,
+    max_connections: AtomicU64,
+    /// The rate limiter and its rate; replaced whole when the config is reloaded.
+    rate: RwLock<Option<(Arc<DefaultKeyedRateLimiter<IpAddr>>, u64)>>,
     open: DashMap<IpAddr, u64>,
+}
+
+fn rate_limiter(connection_rate: u64) -> Option<(Arc<DefaultKeyedRateLimiter<IpAddr>>, u64)> {
+    let n = u32::try_from(connection_rate).ok().and_then(NonZeroU32::new)?;
+    Some((Arc::new(DefaultKeyedRateLimiter::dashmap(Quota::per_second(n))), connection_rate))
 }
 
 /// Why a source may not open another connection.
@@ -43,23 +49,36 @@ impl SourceLimits {
     /// `max_connections` open and `connection_rate` new per second per source; 0 turns a
     /// limit off.
     pub fn new(max_connections: u64, connection_rate: u64) -> Self {
-        let rate = u32::try_from(connection_rate)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .map(|n| DefaultKeyedRateLimiter::dashmap(Quota::per_second(n)));
-        Self { max_connections, rate, connection_rate, open: DashMap::new() }
+        Self { max_connections: AtomicU64::new(max_connections), rate: RwLock::new(rate_limiter(connection_rate)), open: DashMap::new() }
+    }
+
+    /// New limits (config reload): open connections stay counted; a changed rate starts
+    /// with a full budget.
+    pub fn set(&self, max_connections: u64, connection_rate: u64) {
+        self.max_connections.store(max_connections, Ordering::Relaxed);
+        let unchanged = self.current_rate().map(|(_, r)| r) == Some(connection_rate).filter(|r| *r > 0);
+        if !unchanged {
+            if let Ok(mut rate) = self.rate.write() {
+                *rate = rate_limiter(connection_rate);
+            }
+        }
+    }
+
+    fn current_rate(&self) -> Option<(Arc<DefaultKeyedRateLimiter<IpAddr>>, u64)> {
+        self.rate.read().ok().and_then(|r| r.clone())
     }
 
     /// Admits one new connection from `ip`, or says which limit it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SourceSlot, SourceRefusal> {
-        if let Some(rate) = &self.rate {
-            if rate.check_key(&ip).is_err() {
-                return Err(SourceRefusal::Rate { ip, rate: self.connection_rate });
+        if let Some((limiter, rate)) = self.current_rate() {
+            if limiter.check_key(&ip).is_err() {
+                return Err(SourceRefusal::Rate { ip, rate });
             }
         }
+        let max = self.max_connections.load(Ordering::Relaxed);
         let mut n = self.open.entry(ip).or_insert(0);
-        if self.max_connections > 0 && *n >= self.max_connections {
-            return Err(SourceRefusal::Count { ip, max: self.max_connections });
+        if max > 0 && *n >= max {
+            return Err(SourceRefusal::Count { ip, max });
         }
         *n += 1;
         Ok(SourceSlot { limits: self.clone(), ip })
@@ -68,8 +87,8 @@ impl SourceLimits {
     /// Forgets sources with nothing open and a full rate budget (keeps memory bounded).
     pub fn retain_recent(&self) {
         self.open.retain(|_, n| *n > 0);
-        if let Some(rate) = &self.rate {
-            rate.retain_recent();
+        if let Some((limiter, _)) = self.current_rate() {
+            limiter.retain_recent();
         }
     }
 }

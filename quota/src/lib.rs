@@ -697,7 +697,10 @@ impl SubQuota {
 
 /// Every tenant's limiters, built on first use and rebuilt when its rates change.
 pub struct Quotas {
-    defaults: QuotaConfig,
+    /// Replaced by [`Quotas::set_defaults`] (config reload).
+    defaults: std::sync::RwLock<QuotaConfig>,
+    /// Bumped by every change of the defaults, so holders of limiters know to look again.
+    generation: std::sync::atomic::AtomicU64,
     tenants: DashMap<String, Arc<TenantQuota>>,
     /// Fleet shares per tenant, kept when a tenant's limiters are rebuilt.
     fleet: DashMap<String, Arc<FleetShare>>,
@@ -709,21 +712,46 @@ impl Quotas {
     /// Quotas with these defaults. Fails for defaults [`QuotaConfig::validate`] refuses.
     pub fn new(defaults: QuotaConfig) -> Result<Self, QuotaError> {
         defaults.validate()?;
-        Ok(Self { defaults, tenants: DashMap::new(), fleet: DashMap::new(), subs: DashMap::new() })
+        Ok(Self {
+            defaults: std::sync::RwLock::new(defaults),
+            generation: Default::default(),
+            tenants: DashMap::new(),
+            fleet: DashMap::new(),
+            subs: DashMap::new(),
+        })
     }
 
     /// The defaults.
-    pub fn defaults(&self) -> &QuotaConfig {
-        &self.defaults
+    pub fn defaults(&self) -> QuotaConfig {
+        self.defaults.read().map(|d| *d).unwrap_or_else(|poisoned| *poisoned.into_inner())
+    }
+
+    /// New defaults (config reload). Tenants get limiters with the new rates the next time
+    /// they are looked up ([`Quotas::generation`] says when to); their fleet shares stay.
+    /// Refuses defaults [`QuotaConfig::validate`] refuses, keeping the old ones.
+    pub fn set_defaults(&self, defaults: QuotaConfig) -> Result<(), QuotaError> {
+        defaults.validate()?;
+        match self.defaults.write() {
+            Ok(mut d) => *d = defaults,
+            Err(poisoned) => *poisoned.into_inner() = defaults,
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Changes with every [`Quotas::set_defaults`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The limiters of `tenant` with `overrides` applied. The same limiters are returned
     /// while the rates stay the same; changed rates (or invalid overrides, which fall back
     /// to the defaults) get new limiters.
     pub fn tenant(&self, tenant: &str, overrides: &QuotaOverrides) -> Arc<TenantQuota> {
-        let mut wanted = self.defaults.with(overrides);
+        let defaults = self.defaults();
+        let mut wanted = defaults.with(overrides);
         if wanted.validate().is_err() {
-            wanted = self.defaults;
+            wanted = defaults;
         }
         if let Some(q) = self.tenants.get(tenant) {
             if q.config == wanted {
@@ -897,6 +925,28 @@ mod tests {
         // Invalid overrides fall back to the defaults rather than failing a connection.
         let bad = quotas.tenant("acme", &QuotaOverrides { tenant_write: Some(1), ..Default::default() });
         assert_eq!(bad.config(), &small());
+    }
+
+    #[test]
+    fn new_defaults_reach_tenants_without_an_override_and_keep_fleet_shares() {
+        let quotas = Quotas::new(small()).unwrap();
+        let before = quotas.tenant("acme", &QuotaOverrides::default());
+        before.fleet().set(Direction::Write, 0.5);
+        let pinned = quotas.tenant("pinned", &QuotaOverrides { tenant_write: Some(4 * MIB), ..Default::default() });
+        let generation = quotas.generation();
+        let lower = QuotaConfig { tenant_write: 2 * MIB, ..small() };
+        quotas.set_defaults(lower).unwrap();
+        assert_ne!(quotas.generation(), generation);
+        let after = quotas.tenant("acme", &QuotaOverrides::default());
+        assert_eq!(after.config().tenant_write, 2 * MIB);
+        assert_eq!(after.fleet().get(Direction::Write), 0.5);
+        // A tenant's own override still wins over the new default.
+        let still = quotas.tenant("pinned", &QuotaOverrides { tenant_write: Some(4 * MIB), ..Default::default() });
+        assert_eq!((still.config().tenant_write, pinned.config().tenant_write), (4 * MIB, 4 * MIB));
+        // Invalid defaults are refused and change nothing.
+        let generation = quotas.generation();
+        assert!(quotas.set_defaults(QuotaConfig { tenant_write: 1, ..small() }).is_err());
+        assert_eq!((quotas.generation(), quotas.defaults()), (generation, lower));
     }
 
     #[test]

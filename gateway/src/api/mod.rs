@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use sluice_tenancy::client_quota::{self, ClientQuota, QuotaKey};
 use sluice_tenancy::policy::PolicyDocument;
 use sluice_tenancy::store::{PrincipalEntry, StoredTenant, TenantDoc, TenantLimits, ADMIN_SCOPE, OPERATOR_SCOPE};
-use sluice_tenancy::{AdminPrincipal, Authenticator, TenantId};
+use sluice_tenancy::{AdminPrincipal, TenantId};
 use tracing::{info, warn};
 
 use crate::kclient::PoolAccess;
@@ -49,7 +49,8 @@ const MAX_PAGE: usize = 1000;
 /// What the API needs from the gateway.
 pub struct Api {
     pub store: TenantStore,
-    pub auth: Authenticator,
+    /// The gateway's SASL settings (their verifier checks API tokens too); swapped on reload.
+    pub auth: std::sync::Arc<arc_swap::ArcSwap<crate::sasl::SaslSettings<crate::sasl::JwtVerifier>>>,
     /// Issuers whose `sluice:operator` tokens are honoured.
     pub operator_issuers: Vec<String>,
     /// The gateway's quota defaults (a tenant's limits override them).
@@ -183,7 +184,8 @@ impl Api {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(unauthorized("expected Authorization: Bearer <token>"));
         }
-        let p: AdminPrincipal = self.auth.verify_admin(token.trim()).await.map_err(|e| {
+        let settings = self.auth.load_full();
+        let p: AdminPrincipal = settings.verifier.0.verify_admin(token.trim()).await.map_err(|e| {
             metrics::counter!("sluice_auth_failures_total").increment(1);
             unauthorized(&format!("token refused: {e}"))
         })?;

@@ -4,10 +4,12 @@
 //! `__sluice_quota_demand`; every instance reads the others' latest reports and sets its
 //! own share of each tenant's rate ([`sluice_quota::FleetShare`]).
 //!
-//! The split ([`share`]): an instance that did not throttle the tenant keeps what it used
-//! plus 20% headroom; the rest of the quota goes in equal parts to the instances that did
-//! throttle (or, when none did, to all). So a hungry instance gains share within a round
-//! or two, an idle one gives its share back, and the fleet total stays at the quota.
+//! The split ([`share`]) is max-min fair: an instance that did not throttle the tenant
+//! asks for what it used plus 10% headroom, one that did asks for all it can get; asks
+//! under the fair level are granted, the rest is split equally among the others. So a
+//! hungry instance gains share within a round or two, an idle one gives its share back,
+//! no instance holds more than an equal part while others throttle, and the fleet total
+//! stays at the quota.
 //! Reports older than three intervals are ignored: a dead instance stops holding share
 //! within about 1.5 s. One instance alone always has the whole quota.
 
@@ -26,10 +28,10 @@ use crate::kclient::PoolAccess;
 
 /// An instance throttled a tenant if its tenant limiter held it this fraction of the time.
 const SATURATED: f64 = 0.05;
-/// Weight of the newest window in the smoothed demand (about 2 s of memory at 500 ms).
-const SMOOTHING: f64 = 0.3;
+/// Weight of the newest window in the smoothed demand (about 1 s of memory at 500 ms).
+const SMOOTHING: f64 = 0.5;
 /// Headroom an unthrottled instance keeps over what it used.
-const HEADROOM: f64 = 1.2;
+const HEADROOM: f64 = 1.1;
 
 /// `[fleet]` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -67,20 +69,38 @@ struct Report {
 }
 
 /// This instance's share of a rate `quota` (bytes/s), given its demand and the others'.
+///
+/// Max-min fair (water-filling): an instance that did not throttle the tenant asks for
+/// what it used plus [`HEADROOM`]; one that throttled asks for "as much as it can get".
+/// Asks below the fair level are granted whole, the rest of the quota is split equally
+/// among the instances asking more than that level. So a light instance is never starved,
+/// an instance whose unthrottled use is large cannot hold more than an equal part while
+/// others are throttled, and the shares always sum to the quota. When nobody throttles,
+/// what is left after the asks is spread over everyone, so each can grow.
 pub fn share(mine: Demand, others: &[Demand], quota: f64) -> f64 {
     if others.iter().all(|d| d.rate <= 0.0 && !d.saturated) {
         return 1.0;
     }
     let quota = quota.max(1.0);
-    let reserve = |d: &Demand| if d.saturated { 0.0 } else { (d.rate * HEADROOM / quota).min(1.0) };
-    let all = || std::iter::once(&mine).chain(others.iter());
-    let reserved: f64 = all().map(reserve).sum();
-    let leftover = (1.0 - reserved).max(0.0);
-    let any_saturated = all().any(|d| d.saturated);
-    let claimants = if any_saturated { all().filter(|d| d.saturated).count() } else { all().count() };
-    let claims = !any_saturated || mine.saturated;
-    let extra = if claims && claimants > 0 { leftover / claimants as f64 } else { 0.0 };
-    (reserve(&mine) + extra).clamp(1.0 / 64.0, 1.0)
+    let ask = |d: &Demand| if d.saturated { f64::INFINITY } else { (d.rate * HEADROOM / quota).min(1.0) };
+    let mut asks: Vec<f64> = std::iter::once(&mine).chain(others.iter()).map(ask).collect();
+    asks.sort_by(f64::total_cmp);
+    let mut left = 1.0f64;
+    let mut waiting = asks.len();
+    let mut level = left / waiting as f64;
+    for a in &asks {
+        if *a > level {
+            break;
+        }
+        left -= a;
+        waiting -= 1;
+        level = if waiting > 0 { left / waiting as f64 } else { 0.0 };
+    }
+    let mine_ask = ask(&mine);
+    let granted = if waiting > 0 && mine_ask > level { level } else { mine_ask };
+    // Nobody asked beyond the fair level: the unasked part is spread over everyone.
+    let spread = if waiting == 0 { left.max(0.0) / asks.len() as f64 } else { 0.0 };
+    (granted + spread).clamp(1.0 / 64.0, 1.0)
 }
 
 fn now_ms() -> u64 {
@@ -207,8 +227,23 @@ mod tests {
         // A light, unthrottled one keeps its use plus headroom; the hungry one gets the rest.
         let light = share(d(0.1 * Q, false), &[d(0.9 * Q, true)], Q);
         let hungry = share(d(0.9 * Q, true), &[d(0.1 * Q, false)], Q);
-        assert!((light - 0.12).abs() < 1e-9 && (hungry - 0.88).abs() < 1e-9, "{light} {hungry}");
+        assert!((light - 0.11).abs() < 1e-9 && (hungry - 0.89).abs() < 1e-9, "{light} {hungry}");
         assert!((light + hungry - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_unthrottled_instance_using_the_whole_quota_yields_to_throttled_ones() {
+        // It came first and uses all of it without being held; two newcomers are held.
+        let first = share(d(Q, false), &[d(Q / 64.0, true), d(Q / 64.0, true)], Q);
+        let newcomer = share(d(Q / 64.0, true), &[d(Q, false), d(Q / 64.0, true)], Q);
+        assert!((first - 1.0 / 3.0).abs() < 1e-9 && (newcomer - 1.0 / 3.0).abs() < 1e-9, "{first} {newcomer}");
+    }
+
+    #[test]
+    fn with_nobody_throttled_the_unasked_part_is_spread() {
+        let a = share(d(0.2 * Q, false), &[d(0.3 * Q, false)], Q);
+        let b = share(d(0.3 * Q, false), &[d(0.2 * Q, false)], Q);
+        assert!((a + b - 1.0).abs() < 1e-9 && a > 0.22 && b > 0.33, "{a} {b}");
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn produce(ctx: &mut Ctx<'_>, req: Req, body: &Bytes) -> Result<Admission, M
     // The crossing request still goes through; its response reports the throttle, and
     // the connection reads nothing more until the bytes are paid for (KIP-219).
     denied.throttle_ms = ctx.view.charge(Direction::Write, written);
+    denied.throttled_at = Some(std::time::Instant::now());
     if r.topic_data.is_empty() {
         if r.acks == 0 {
             return Ok(Admission::Drop);
@@ -198,7 +199,7 @@ pub fn produce_response(
     for e in &mut resp.node_endpoints {
         (e.host, e.port) = adv.endpoint(e.node_id.0);
     }
-    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.throttle_ms);
+    resp.throttle_time_ms = resp.throttle_time_ms.max(denied.produce_throttle_ms());
     append_produce_denied(&mut resp, &denied);
     answer(req.api, req.version, req.correlation_id, &resp)
 }

@@ -191,8 +191,24 @@ pub struct Denied {
     pub all_topics: bool,
     /// Quota throttle time (ms) the request earned, for the response's `throttle_time_ms`.
     pub throttle_ms: i32,
+    /// When a produce's throttle was earned: its response reports only what is left of
+    /// it (see [`Denied::produce_throttle_ms`]).
+    pub throttled_at: Option<std::time::Instant>,
     /// CreateTopics/CreatePartitions with `validate_only`: nothing is created.
     pub validate_only: bool,
+}
+
+impl Denied {
+    /// The throttle a produce response reports: what is left of the request's throttle
+    /// when the answer goes out. The connection has been held since the charge, and the
+    /// client mutes itself from the moment it reads the answer; reporting the whole
+    /// throttle again would add the pool's latency to every throttled round trip and hold
+    /// the client well under its quota. A throttled request still reports at least 1 ms.
+    pub fn produce_throttle_ms(&self) -> i32 {
+        let Some(at) = self.throttled_at.filter(|_| self.throttle_ms > 0) else { return self.throttle_ms };
+        let spent = i32::try_from(at.elapsed().as_millis()).unwrap_or(i32::MAX);
+        self.throttle_ms.saturating_sub(spent).max(1)
+    }
 }
 
 /// A config resource answered by the gateway.
@@ -578,4 +594,23 @@ pub fn reframe_request(payload: &[u8], header: &RequestHeaderView, ns: &Namespac
 /// whether the pool has such a topic.
 pub(crate) fn topic_name_error(_e: &NameError) -> i16 {
     code::INVALID_TOPIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Denied;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_produce_response_reports_what_is_left_of_its_throttle() {
+        let unthrottled = Denied { throttled_at: Some(Instant::now()), ..Default::default() };
+        assert_eq!(unthrottled.produce_throttle_ms(), 0);
+        let Some(earlier) = Instant::now().checked_sub(Duration::from_millis(200)) else { return };
+        let half_spent = Denied { throttle_ms: 500, throttled_at: Some(earlier), ..Default::default() };
+        let left = half_spent.produce_throttle_ms();
+        assert!((250..=300).contains(&left), "{left}");
+        // Spent entirely while the pool answered: still reported, as 1 ms.
+        let spent = Denied { throttle_ms: 100, throttled_at: Some(earlier), ..Default::default() };
+        assert_eq!(spent.produce_throttle_ms(), 1);
+    }
 }

@@ -2,16 +2,14 @@
 sluice instances in front of the real pool, a tenant flooding through all three at once
 (each producer offers its instance the whole quota) is held to the tenant's quota in
 total, because the instances exchange demand through the pool (`__sluice_quota_demand`)
-and re-split the quota every 500 ms.
+and re-split the quota every 250 ms. Without sharing each instance would admit the whole
+quota and the total would be about 3×.
 
-The rate is measured on the pool (end offsets sampled every 0.5 s). Without sharing each
-instance would admit the whole quota and the total would be about 3×; the test asserts
-that sharing happens (at most 1.5× the quota) and does not starve the tenant (at least
-0.3×). These bounds are loose on purpose: the accuracy target of SPEC 7 (±5%) is not met
-yet (issue 9), and on this 2-core machine, running three gateways, three Java producers
-and the pool at once, the measured ratio has ranged 0.58-0.78. It is printed for the
-report.
+The rate is measured on the pool (end offsets sampled every 0.5 s) over a 10 s window
+that opens once all three producers are acknowledged (plus 3 s for the one-second
+bursts and the first re-splits), and must be within ±5% of the quota (SPEC 7).
 """
+import time
 import uuid
 
 import pytest
@@ -21,6 +19,10 @@ from tenant_env import Tenant, TenantGateway, _wait_admitted
 from tenants import put_tenant
 from test_quotas import BATCHING, KIB, MIB, RECORD, PerfProducer, PoolOffsets, create_topic, fmt, quota_doc
 from test_sasl import Keys, SaslEnv, sasl_auth_config, stop_gateway
+
+
+WINDOW = 10  # seconds measured
+TOLERANCE = 0.05  # SPEC 7: the fleet total within ±5% of the tenant's quota
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +43,29 @@ def test_a_tenant_flooding_three_instances_is_held_to_its_quota(fleet):
         _wait_admitted(t)
     topic = "flood"
     create_topic(tenants[0], topic, 3)
-    per_producer = 6 * quota // RECORD  # ~18 s for the three at the tenant quota
+    # More than the run needs: the producers are stopped after the measured window.
+    per_producer = 60 * quota // RECORD
     sampler = PoolOffsets(tenants[0].pool_name(topic), 3).start()
     producers = [PerfProducer(t, topic, per_producer, throughput=quota // RECORD, **BATCHING) for t in tenants]
-    results = [p.wait(180) for p in producers]
-    sampler.stop()
-    total = 3 * per_producer
-    ended = max(p.ended for p in producers)
-    start = sampler.first_reaching(1)
-    assert start is not None
-    # Past the first 3 s (bursts and the first re-splits) until the first producer is done
-    # (after that the others have the whole quota to themselves, still within it).
-    first_done = min(p.ended for p in producers)
-    rate = sampler.rate(start + 3, first_done) * RECORD
-    print(f"\nfleet of 3, tenant quota {fmt(quota)}: measured {fmt(rate)} (ratio {rate / quota:.3f}); "
-          f"per producer: {[r['mb_per_sec'] for r in results]} MB/s; throttle avg {[r['throttle_avg'] for r in results]}")
-    for r in results:
-        assert r["errors"] == [] and r["sent"] == per_producer, r
-    assert 0.3 <= rate / quota <= 1.5, f"fleet rate {fmt(rate)} vs quota {fmt(quota)}"
-    assert sampler.first_reaching(total) is not None and ended > 0
+    try:
+        # The window opens once every producer has been acknowledged (all three instances
+        # hold their share; the JVMs start at different times) plus 3 s for the bursts
+        # and the first re-splits, and lasts WINDOW seconds.
+        deadline = time.monotonic() + 90
+        while not all("records sent" in p.stdout() for p in producers):
+            assert time.monotonic() < deadline and all(p.proc.poll() is None for p in producers), \
+                [p.stderr()[-2000:] for p in producers]
+            time.sleep(0.5)
+        opened = time.monotonic() + 3
+        time.sleep(3 + WINDOW + 1)
+        rate = sampler.rate(opened, opened + WINDOW) * RECORD
+        trace = [f"{r * RECORD / quota:.2f}" for t, r in sampler.windows(opened) if 0 <= t <= WINDOW]
+    finally:
+        for p in producers:
+            p.kill()
+        sampler.stop()
+    print(f"\nfleet of 3, tenant quota {fmt(quota)}: measured {fmt(rate)} over {WINDOW} s "
+          f"(ratio {rate / quota:.3f}); per 0.5 s: {' '.join(trace)}")
+    for p in producers:
+        assert "Exception" not in p.stderr(), p.stderr()[-3000:]
+    assert abs(rate / quota - 1) <= TOLERANCE, f"fleet rate {fmt(rate)} vs quota {fmt(quota)}"

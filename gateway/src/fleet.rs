@@ -1,5 +1,5 @@
 //! Tenant quotas shared by a fleet of gateways (SPEC 7, issue 9): every `interval`
-//! (500 ms by default) each instance publishes, per tenant and direction, the bytes/s it
+//! (250 ms by default) each instance publishes, per tenant and direction, the bytes/s it
 //! admitted and whether it had to throttle the tenant, in the pool topic
 //! `__sluice_quota_demand`; every instance reads the others' latest reports and sets its
 //! own share of each tenant's rate ([`sluice_quota::FleetShare`]).
@@ -11,7 +11,7 @@
 //! no instance holds more than an equal part while others throttle, and the fleet total
 //! stays at the quota.
 //! Reports older than three intervals are ignored: a dead instance stops holding share
-//! within about 1.5 s. One instance alone always has the whole quota.
+//! within about 0.75 s. One instance alone always has the whole quota.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crate::kclient::PoolAccess;
 
 /// An instance throttled a tenant if its tenant limiter held it this fraction of the time.
 const SATURATED: f64 = 0.05;
-/// Weight of the newest window in the smoothed demand (about 1 s of memory at 500 ms).
+/// Weight of the newest window in the smoothed demand (about half a second of memory at 250 ms).
 const SMOOTHING: f64 = 0.5;
 /// Headroom an unthrottled instance keeps over what it used.
 const HEADROOM: f64 = 1.1;
@@ -46,7 +46,7 @@ pub struct FleetSettings {
 
 impl Default for FleetSettings {
     fn default() -> Self {
-        Self { enabled: true, topic: "__sluice_quota_demand".into(), interval_ms: 500 }
+        Self { enabled: true, topic: "__sluice_quota_demand".into(), interval_ms: 250 }
     }
 }
 

@@ -69,3 +69,57 @@ def test_a_tenant_flooding_three_instances_is_held_to_its_quota(fleet):
     for p in producers:
         assert "Exception" not in p.stderr(), p.stderr()[-3000:]
     assert abs(rate / quota - 1) <= TOLERANCE, f"fleet rate {fmt(rate)} vs quota {fmt(quota)}"
+
+
+def test_a_policy_change_reaches_every_instance_within_5_s(fleet):
+    """SPEC 6 and issue 9 point 1: each instance tails the tenant store, so one change
+    reaches the live connections on all three: a Deny of WriteData stops a producer on
+    each instance, and lifting it lets each write again, within 5 s."""
+    from confluent_kafka import KafkaError, KafkaException, Producer
+    from test_isolation import CLIENT_SLACK, POLICY_SECS
+    from tenants import ALLOW_ALL, allow_all_doc
+
+    tid = "fp" + uuid.uuid4().hex[:8]
+    allow = allow_all_doc(tid)
+    deny = dict(allow, policies={"all": ALLOW_ALL, "no-write": {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": ["kafka-cluster:WriteData"], "Resource": ["*"]}]}},
+        principals={"*": {"policies": ["all", "no-write"]}})
+    version = put_tenant(allow)
+    tenants = [Tenant(tgw, tid, version) for tgw in fleet]
+    for t in tenants:
+        _wait_admitted(t)
+    create_topic(tenants[0], "live", 1)
+    producers = [Producer(t.confluent_config(**{"linger.ms": 0, "message.timeout.ms": 4000})) for t in tenants]
+
+    def try_produce(p) -> object:
+        """None when acknowledged, else the error (a denial raised at once included)."""
+        res = []
+        try:
+            p.produce("live", value=b"v", on_delivery=lambda e, m: res.append(e))
+        except KafkaException as e:
+            return e.args[0]
+        p.flush(5)
+        return res[0] if res else "no delivery report"
+
+    assert [try_produce(p) for p in producers] == [None, None, None]
+
+    def until_all(want_denied: bool) -> list:
+        started, took = time.time(), [None] * 3
+        while None in took:
+            for i, p in enumerate(producers):
+                if took[i] is None:
+                    err = try_produce(p)
+                    denied = isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+                    if (denied if want_denied else err is None):
+                        took[i] = time.time() - started
+            assert time.time() - started < POLICY_SECS + CLIENT_SLACK, \
+                f"instances {[i for i, t in enumerate(took) if t is None]} still {'allow' if want_denied else 'deny'}"
+            time.sleep(0.1)
+        return took
+
+    put_tenant(deny)
+    denied = until_all(True)
+    put_tenant(allow)
+    allowed = until_all(False)
+    print(f"\nDeny reached the instances after {[f'{t:.2f}' for t in denied]} s, "
+          f"the Allow after {[f'{t:.2f}' for t in allowed]} s")

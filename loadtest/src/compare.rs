@@ -77,10 +77,8 @@ pub struct Setup {
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
-    pub nproc: usize,
-    pub cpu_model: String,
-    pub mem_total_gib: f64,
-    pub kernel: String,
+    #[serde(flatten)]
+    pub host: procfs::Host,
     pub date_utc: String,
     pub gateway_bin: String,
     pub gateway_profile: String,
@@ -130,18 +128,7 @@ fn seed(ids: &[String], quotas: Quotas) -> String {
             serde_json::json!({"max_connections": MANY, "max_connections_per_sec": MANY})
         }
     };
-    let docs: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            serde_json::json!({
-                "id": id,
-                "limits": limits,
-                "policies": {"all": {"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["kafka-cluster:*"], "Resource": ["*"]}]}},
-                "principals": {"*": {"policies": ["all"]}},
-            })
-        })
-        .collect();
+    let docs: Vec<_> = ids.iter().map(|id| sasl::tenant_doc(id, &limits)).collect();
     serde_json::Value::Array(docs).to_string()
 }
 
@@ -205,11 +192,7 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<Vec<PathBuf>> {
     }
     let wall_s = started.elapsed().as_secs_f64();
     let machine = Machine {
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model: procfs::cpu_model(),
-        mem_total_gib: procfs::mem_total_kib()? as f64 / (1024.0 * 1024.0),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or("unknown".into(), |s| s.trim().into()),
+        host: procfs::host()?,
         date_utc: utc_date(started_unix),
         gateway_bin: setup.gateway_bin.display().to_string(),
         gateway_profile: profile_of(&setup.gateway_bin),
@@ -558,7 +541,7 @@ fn header(r: &Report, params: &Params) -> String {
     );
     o += &format!(
         "| CPUs (nproc) | {} |\n| CPU model | {} |\n| memory | {:.1} GiB |\n| kernel | {} |\n",
-        m.nproc, m.cpu_model, m.mem_total_gib, m.kernel
+        m.host.nproc, m.host.cpu_model, m.host.mem_total_gib, m.host.kernel
     );
     o += &format!(
         "| client | librdkafka {} (rdkafka crate), one thread per client |\n| Java (peer) | {} |\n",

@@ -200,6 +200,20 @@ pub fn goals(results: &[ScenarioResult], peer: &str) -> Vec<Goal> {
         .and_then(|r| r.spec.groups.first())
         .and_then(|g| g.rate)
         .map_or_else(|| "unpaced".to_string(), |r| format!("{r:.0} records/s"));
+    // How loaded that is: the paced rate against direct's max in the produce scenario.
+    let direct_max = find(results, "produce")
+        .and_then(|r| r.runs.iter().find(|t| t.target == "direct"))
+        .and_then(|t| t.groups.first())
+        .map(|g| g.records_per_sec);
+    let load = find(results, "mixed")
+        .and_then(|r| r.spec.groups.first())
+        .and_then(|g| g.rate)
+        .zip(direct_max)
+        .and_then(|(r, m)| ratio(r, m))
+        .map_or_else(String::new, |f| {
+            format!(", {:.0}% of direct's max produce", f * 100.0)
+        });
+    let rate = format!("{rate}{load}");
     out.push(goal(
         format!("added produce latency, mean (mixed, {rate})"),
         "≤ 0.3 ms",
@@ -580,6 +594,12 @@ mod tests {
             ],
         );
         let g = goals(&[produce, mixed], "peer");
+        assert!(
+            g[2].goal
+                .contains("2000 records/s, 200% of direct's max produce"),
+            "{}",
+            g[2].goal
+        );
         let status = |name: &str| {
             g.iter()
                 .find(|x| x.goal.starts_with(name))

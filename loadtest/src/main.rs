@@ -118,15 +118,46 @@ struct CompareArgs {
     /// temp directory unless --out.
     #[arg(long)]
     smoke: bool,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
+/// Where the pool is and what the gateway binary was built from: every command's.
+#[derive(Args)]
+struct PoolArgs {
+    /// The pool's bootstrap brokers (the gateway's upstream).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
     )]
     pool_bootstrap: Vec<String>,
-    /// The commit --gateway-bin was built from, when that is not this checkout.
+    /// The commit --gateway-bin was built from, when that is not this checkout
+    /// (e.g. a clean `git archive` export while the checkout has uncommitted work).
     #[arg(long)]
     gateway_commit: Option<String>,
+}
+
+impl PoolArgs {
+    /// The commit the gateway was built from, as the reports name it.
+    fn commit(&self) -> String {
+        match &self.gateway_commit {
+            Some(c) => format!("{c} (gateway built from this commit, per --gateway-commit)"),
+            None => report::git_commit(),
+        }
+    }
+}
+
+/// `--work-dir` if given, else a fresh temp directory.
+fn work_dir(
+    given: &Option<PathBuf>,
+    temp: &std::path::Path,
+    prefix: &str,
+    run_id: &str,
+) -> PathBuf {
+    given
+        .clone()
+        .unwrap_or_else(|| temp.join(format!("{prefix}-work-{run_id}")))
 }
 
 #[derive(Args)]
@@ -197,18 +228,11 @@ struct QuotaBenchArgs {
     /// directory unless --out.
     #[arg(long)]
     smoke: bool,
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
-    )]
-    pool_bootstrap: Vec<String>,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// deploy/kafka-tool.sh, which runs the Kafka CLI tools.
     #[arg(long, default_value = "deploy/kafka-tool.sh")]
     kafka_tool: PathBuf,
-    /// The commit --gateway-bin was built from, when that is not this checkout.
-    #[arg(long)]
-    gateway_commit: Option<String>,
 }
 
 #[derive(Args)]
@@ -250,15 +274,8 @@ struct AuthBenchArgs {
     #[arg(long)]
     smoke: bool,
     /// The pool's bootstrap brokers (the gateway's upstream).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
-    )]
-    pool_bootstrap: Vec<String>,
-    /// The commit --gateway-bin was built from, when that is not this checkout.
-    #[arg(long)]
-    gateway_commit: Option<String>,
+    #[command(flatten)]
+    pool: PoolArgs,
 }
 
 #[derive(Args)]
@@ -303,19 +320,11 @@ struct ProxyBenchArgs {
     #[arg(long)]
     smoke: bool,
     /// The pool's bootstrap brokers.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093"
-    )]
-    pool_bootstrap: Vec<String>,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// deploy/kafka-tool.sh, which runs the Kafka CLI tools.
     #[arg(long, default_value = "deploy/kafka-tool.sh")]
     kafka_tool: PathBuf,
-    /// The commit --gateway-bin was built from, when that is not this checkout
-    /// (e.g. a clean `git archive` export while the checkout has uncommitted work).
-    #[arg(long)]
-    gateway_commit: Option<String>,
     /// Leave the benchmark topic on the pool afterwards.
     #[arg(long)]
     keep_topic: bool,
@@ -352,19 +361,11 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| scenario::ScenarioSpec::resolve(*s, &sa))
         .collect::<Result<Vec<_>, _>>()?;
-    if a.targets.contains(&compare::Target::Sluice) && !a.gateway_bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p sluice-gateway`",
-            a.gateway_bin.display()
-        );
+    if a.targets.contains(&compare::Target::Sluice) {
+        require_gateway(&a.gateway_bin)?;
     }
-    let run_id = format!("{}-{}", std::process::id(), unix_secs());
-    let temp = std::env::temp_dir();
-    let out_dir = match (&a.out, a.smoke) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => temp.join(format!("loadtest-compare-smoke-{run_id}")),
-        (None, false) => PathBuf::from("docs/benchmarks"),
-    };
+    let (run_id, temp) = run_id_and_temp();
+    let out_dir = out_dir(&a.out, a.smoke, "loadtest-compare", &run_id);
     let params = compare::Params {
         scenarios,
         targets: a.targets.clone(),
@@ -375,19 +376,13 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
     };
     let setup = compare::Setup {
         gateway_bin: a.gateway_bin.clone(),
-        pool_bootstrap: a.pool_bootstrap.clone(),
+        pool_bootstrap: a.pool.pool_bootstrap.clone(),
         out_dir,
-        work_dir: a
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| temp.join(format!("loadtest-compare-work-{run_id}"))),
+        work_dir: work_dir(&a.work_dir, &temp, "loadtest-compare", &run_id),
         cache_dir: a.cache_dir.clone(),
         command: reproduce_command(std::env::args().skip(1)),
         invocation: invocation(),
-        git_commit: match &a.gateway_commit {
-            Some(c) => format!("{c} (gateway built from this commit, per --gateway-commit)"),
-            None => report::git_commit(),
-        },
+        git_commit: a.pool.commit(),
     };
     for path in compare::run(&params, &setup).context("compare failed")? {
         println!("wrote {}", path.display());
@@ -454,34 +449,18 @@ fn quota_bench(a: QuotaBenchArgs) -> anyhow::Result<()> {
     if p.overload <= 1.0 || p.flood_factor <= 1.0 {
         bail!("--overload and --flood-factor must exceed 1 (they are overloads)");
     }
-    if !a.gateway_bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p sluice-gateway`",
-            a.gateway_bin.display()
-        );
-    }
-    let run_id = format!("{}-{}", std::process::id(), unix_secs());
-    let temp = std::env::temp_dir();
-    let out_dir = match (&a.out, a.smoke) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => temp.join(format!("loadtest-quota-smoke-{run_id}")),
-        (None, false) => PathBuf::from("docs/benchmarks"),
-    };
+    require_gateway(&a.gateway_bin)?;
+    let (run_id, temp) = run_id_and_temp();
+    let out_dir = out_dir(&a.out, a.smoke, "loadtest-quota", &run_id);
     let setup = quota_bench::Setup {
         gateway_bin: a.gateway_bin.clone(),
         kafka_tool: a.kafka_tool.clone(),
-        pool_bootstrap: a.pool_bootstrap.clone(),
+        pool_bootstrap: a.pool.pool_bootstrap.clone(),
         out_dir,
-        work_dir: a
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| temp.join(format!("loadtest-quota-work-{run_id}"))),
+        work_dir: work_dir(&a.work_dir, &temp, "loadtest-quota", &run_id),
         command: reproduce_command(std::env::args().skip(1)),
         invocation: invocation(),
-        git_commit: match &a.gateway_commit {
-            Some(c) => format!("{c} (gateway built from this commit, per --gateway-commit)"),
-            None => report::git_commit(),
-        },
+        git_commit: a.pool.commit(),
     };
     let (json, md) = quota_bench::run(&params, &setup).context("quota-bench failed")?;
     println!("wrote {}\nwrote {}", json.display(), md.display());
@@ -508,19 +487,9 @@ fn auth_bench(a: AuthBenchArgs) -> anyhow::Result<()> {
     if duration > 600.0 || warmup > 600.0 {
         bail!("--duration and --warmup are at most 600 s");
     }
-    if !a.gateway_bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p sluice-gateway`",
-            a.gateway_bin.display()
-        );
-    }
-    let run_id = format!("{}-{}", std::process::id(), unix_secs());
-    let temp = std::env::temp_dir();
-    let out_dir = match (&a.out, a.smoke) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => temp.join(format!("loadtest-auth-smoke-{run_id}")),
-        (None, false) => PathBuf::from("docs/benchmarks"),
-    };
+    require_gateway(&a.gateway_bin)?;
+    let (run_id, temp) = run_id_and_temp();
+    let out_dir = out_dir(&a.out, a.smoke, "loadtest-auth", &run_id);
     let params = auth_bench::Params {
         clients,
         duration_s: duration,
@@ -536,16 +505,14 @@ fn auth_bench(a: AuthBenchArgs) -> anyhow::Result<()> {
     };
     let setup = auth_bench::Setup {
         gateway_bin: a.gateway_bin.clone(),
-        pool_bootstrap: a.pool_bootstrap.clone(),
+        pool_bootstrap: a.pool.pool_bootstrap.clone(),
         out_dir,
-        work_dir: a
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| temp.join(format!("loadtest-auth-work-{run_id}"))),
+        work_dir: work_dir(&a.work_dir, &temp, "loadtest-auth", &run_id),
         criterion_dir: a.criterion_dir.clone(),
         command: reproduce_command(std::env::args().skip(1)),
         invocation: invocation(),
         git_commit: a
+            .pool
             .gateway_commit
             .as_ref()
             .map(|c| format!("{c} (gateway built from this commit, per --gateway-commit)")),
@@ -569,23 +536,10 @@ fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
     if records == 0 || half_records == 0 || rounds == 0 || a.record_size == 0 {
         bail!("--records, --half-records, --rounds and --record-size must be positive");
     }
-    if !a.gateway_bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p sluice-gateway`",
-            a.gateway_bin.display()
-        );
-    }
-    let run_id = format!("{}-{}", std::process::id(), unix_secs());
-    let temp = std::env::temp_dir();
-    let out_dir = match (&a.out, a.smoke) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => temp.join(format!("loadtest-smoke-{run_id}")),
-        (None, false) => PathBuf::from("docs/benchmarks"),
-    };
-    let work_dir = a
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| temp.join(format!("loadtest-work-{run_id}")));
+    require_gateway(&a.gateway_bin)?;
+    let (run_id, temp) = run_id_and_temp();
+    let out_dir = out_dir(&a.out, a.smoke, "loadtest", &run_id);
+    let work_dir = work_dir(&a.work_dir, &temp, "loadtest", &run_id);
     let params = bench::Params {
         records,
         half_records,
@@ -602,22 +556,45 @@ fn proxy_bench(a: ProxyBenchArgs) -> anyhow::Result<()> {
     let setup = bench::Setup {
         gateway_bin: a.gateway_bin.clone(),
         kafka_tool: a.kafka_tool.clone(),
-        pool_bootstrap: a.pool_bootstrap.clone(),
+        pool_bootstrap: a.pool.pool_bootstrap.clone(),
         out_dir,
         work_dir,
         keep_topic: a.keep_topic,
         invocation: invocation(),
         command: reproduce_command(std::env::args().skip(1)),
-        git_commit: match &a.gateway_commit {
-            Some(commit) => {
-                format!("{commit} (gateway built from this commit, per --gateway-commit)")
-            }
-            None => report::git_commit(),
-        },
+        git_commit: a.pool.commit(),
     };
     let (json, md) = bench::run(&params, &setup).context("proxy-bench failed")?;
     println!("wrote {}\nwrote {}", json.display(), md.display());
     Ok(())
+}
+
+/// Fails unless the gateway binary exists, saying how to build it.
+fn require_gateway(bin: &std::path::Path) -> anyhow::Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sluice-gateway`",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
+/// A run id (pid and time) for temp directory names, and the temp directory.
+fn run_id_and_temp() -> (String, PathBuf) {
+    (
+        format!("{}-{}", std::process::id(), unix_secs()),
+        std::env::temp_dir(),
+    )
+}
+
+/// `--out` if given, else a fresh temp directory for a smoke run, else docs/benchmarks.
+fn out_dir(out: &Option<PathBuf>, smoke: bool, prefix: &str, run_id: &str) -> PathBuf {
+    match (out, smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => std::env::temp_dir().join(format!("{prefix}-smoke-{run_id}")),
+        (None, false) => PathBuf::from("docs/benchmarks"),
+    }
 }
 
 /// This process's command line, exactly.
@@ -712,7 +689,7 @@ mod tests {
         };
         assert!(a.smoke);
         assert_eq!(a.records, 10);
-        assert_eq!(a.pool_bootstrap.len(), 3);
+        assert_eq!(a.pool.pool_bootstrap.len(), 3);
         let cli =
             Cli::try_parse_from(["loadtest", "auth-bench", "--smoke", "--variants", "reauth"])
                 .unwrap();

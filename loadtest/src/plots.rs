@@ -45,10 +45,34 @@ fn color(target: &str) -> RGBColor {
 }
 
 type Series = Vec<(f64, f64)>;
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The top of a y axis: `headroom` × the largest finite value (never zero).
+fn top(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
+    values
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-6)
+        * headroom
+}
+
+/// A titled chart frame with room for y labels.
+fn frame<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    x_labels: u32,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(x_labels)
+        .y_label_area_size(55);
+    b
+}
 
 /// A line chart of one series per target.
 fn lines(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    area: &Area<'_>,
     title: &str,
     y_label: &str,
     series: &[(String, Series)],
@@ -57,18 +81,8 @@ fn lines(
         .iter()
         .flat_map(|(_, s)| s.iter().map(|p| p.0))
         .fold(1.0, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1e-6)
-        * 1.1;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(30)
-        .y_label_area_size(55)
+    let y_max = top(series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)), 1.1);
+    let mut chart = frame(area, title, 30)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)
         .map_err(draw_err)?;
     chart
@@ -99,7 +113,7 @@ fn lines(
 
 /// Bars: one group of bars per label, one bar per (name, value).
 fn bars(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    area: &Area<'_>,
     title: &str,
     groups: &[(String, Vec<(String, f64)>)],
     reference: Option<f64>,
@@ -109,19 +123,9 @@ fn bars(
         .map(|(_, b)| b.len() + 1)
         .sum::<usize>()
         .max(1);
-    let y_max = groups
-        .iter()
-        .flat_map(|(_, b)| b.iter().map(|x| x.1))
-        .chain(reference)
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1e-6)
-        * 1.2;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(10)
-        .y_label_area_size(55)
+    let values = groups.iter().flat_map(|(_, b)| b.iter().map(|x| x.1));
+    let y_max = top(values.chain(reference), 1.2);
+    let mut chart = frame(area, title, 10)
         .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
         .map_err(draw_err)?;
     chart

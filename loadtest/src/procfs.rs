@@ -168,6 +168,25 @@ pub fn mem_total_kib() -> Result<u64, ProcError> {
     })
 }
 
+/// The machine a benchmark ran on, as every report describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub mem_total_gib: f64,
+    pub kernel: String,
+}
+
+/// CPUs, CPU model, memory and kernel of this machine.
+pub fn host() -> Result<Host, ProcError> {
+    Ok(Host {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model: cpu_model(),
+        mem_total_gib: mem_total_kib()? as f64 / (1024.0 * 1024.0),
+        kernel: read("/proc/sys/kernel/osrelease").map_or("unknown".into(), |s| s.trim().into()),
+    })
+}
+
 /// Clock ticks per second for `/proc/<pid>/stat` times (`getconf CLK_TCK`), and
 /// whether it was measured; Linux uses 100 on every common architecture, which is
 /// the fallback when `getconf` is unavailable.

@@ -462,7 +462,7 @@ fn run_with_topics(
     ];
     let mut tenants = Vec::new();
     for (id, limits) in ids.iter().zip(limits) {
-        let doc = tenant_doc(id, &limits);
+        let doc = sasl::tenant_doc(id, &limits);
         let out = tenant_cli(setup, &["put", "-"], Some(&doc.to_string()))?;
         ensure!(
             out.contains(&format!("\"id\":\"{id}\"")),
@@ -1444,17 +1444,6 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// A tenant allowing its every principal everything, with `limits`.
-fn tenant_doc(id: &str, limits: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "id": id,
-        "limits": limits,
-        "policies": {"all": {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["kafka-cluster:*"], "Resource": ["*"]}]}},
-        "principals": {"*": {"policies": ["all"]}},
-    })
-}
-
 /// `sluice tenant <args> --bootstrap <pool>`, `stdin` piped in; its stdout.
 fn tenant_cli(setup: &Setup, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     let mut child = Command::new(&setup.gateway_bin)
@@ -2039,7 +2028,7 @@ mod tests {
             ..params()
         };
         assert_eq!(buffer_memory(&big), 16 << 20);
-        let doc = tenant_doc("qb1-p", &serde_json::json!({"produce_bytes_per_sec": 5}));
+        let doc = sasl::tenant_doc("qb1-p", &serde_json::json!({"produce_bytes_per_sec": 5}));
         assert_eq!(doc["limits"]["produce_bytes_per_sec"], 5);
         assert_eq!(doc["principals"]["*"]["policies"][0], "all");
     }

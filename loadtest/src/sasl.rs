@@ -104,6 +104,17 @@ pub fn sasl_config(
     )
 }
 
+/// A tenant document allowing its every principal everything, with `limits`.
+pub fn tenant_doc(id: &str, limits: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "limits": limits,
+        "policies": {"all": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kafka-cluster:*"], "Resource": ["*"]}]}},
+        "principals": {"*": {"policies": ["all"]}},
+    })
+}
+
 /// Kafka Java client settings that authenticate as `subject` with `token` over
 /// SASL/PLAIN (the gateway takes the token as the password), one `key=value` per line.
 pub fn java_plain_properties(bootstrap: &str, subject: &str, token: &str) -> String {

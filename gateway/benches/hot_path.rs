@@ -5,7 +5,7 @@
 //!
 //! - `frame/*`: the length check, the zero-copy split, and `FrameReader::read_frame` from
 //!   an in-memory reader (the copy into the read buffer included, the syscall not).
-//! - `request/*`: header parse, acks peek, the client-id rewrite (`reframe_request`), the
+//! - `request/*`: header parse, acks peek, the client-id rewrite (`reframe_header`), the
 //!   tenant Produce mapping (`tenant::admit`: decode, authorize, rename, quota charge,
 //!   re-encode) and the whole request + response round trip of one produce.
 //! - `response/*`: `rewrite_response` (plain listeners) for Metadata and Produce, and the
@@ -84,8 +84,8 @@ fn request(c: &mut Criterion) {
     let mut g = c.benchmark_group("request");
     g.bench_function("parse_request_header/produce_v11", |b| b.iter(|| parse_request_header(black_box(payload))));
     g.bench_function("produce_acks/produce_v11", |b| b.iter(|| produce_acks(black_box(payload), black_box(&header))));
-    g.bench_function("reframe_request/produce_v11_3x16k", |b| {
-        b.iter(|| tenant::reframe_request(black_box(payload), &header, &view.ns, black_box(&payload[body_at..])))
+    g.bench_function("reframe_header/produce_v11_3x16k", |b| {
+        b.iter(|| tenant::reframe_header(black_box(payload), &header, &view.ns, black_box(payload.len() - body_at)))
     });
     g.bench_function("tenant_admit/produce_v11_3x16k", |b| {
         b.iter(|| {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -617,10 +617,12 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                 let mut ctx = Ctx { view: &mut view, ids: tenant::topic_ids() };
                 let admission = tenant::admit(&mut ctx, req, &body)?;
                 let out = match &admission {
-                    Admission::Forward { body: new_body, .. } => Some(
-                        tenant::reframe_request(frame.payload(), &header, &view.ns, new_body.as_deref().unwrap_or(&body))
-                            .ok_or(ConnError::Malformed(WireError::Malformed { what: "request header" }))?,
-                    ),
+                    Admission::Forward { body: new_body, .. } => {
+                        let forwarded = new_body.clone().unwrap_or_else(|| body.clone());
+                        let head = tenant::reframe_header(frame.payload(), &header, &view.ns, forwarded.len())
+                            .ok_or(ConnError::Malformed(WireError::Malformed { what: "request header" }))?;
+                        Some((head, forwarded))
+                    }
                     _ => None,
                 };
                 (admission, out)
@@ -638,7 +640,9 @@ async fn client_to_pool<R: AsyncRead + Unpin>(
                         };
                         send_pending(&pending, entry).await?;
                     }
-                    upstream.write_all(&out).await.map_err(ConnError::UpstreamIo)?;
+                    // Header and body as one vectored write where the stream allows it.
+                    let (head, forwarded) = out;
+                    upstream.write_all_buf(&mut head.chain(forwarded)).await.map_err(ConnError::UpstreamIo)?;
                 }
                 (Admission::Answer(answer), _) if expects_response => {
                     lock(&state.view).meters.tenant.count_errors(api, header.api_version, &answer);

@@ -175,7 +175,9 @@ pub fn encode_response_with_header_version<M: Encodable>(
     api_version: i16,
     body: &M,
 ) -> anyhow::Result<Bytes> {
-    let mut out = BytesMut::with_capacity(64);
+    // Sized up front: a fetch response's record batches would otherwise be copied again
+    // on every doubling of the buffer.
+    let mut out = BytesMut::with_capacity(64 + body.compute_size(api_version).unwrap_or(0));
     out.put_i32(0); // length, patched below
     ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut out, header_version)?;
     body.encode(&mut out, api_version)?;

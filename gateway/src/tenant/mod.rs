@@ -409,7 +409,9 @@ pub(crate) fn decode_request<M: Decodable>(api: ApiKey, version: i16, body: &Byt
 }
 
 pub(crate) fn encode_request<M: Encodable>(api: ApiKey, version: i16, msg: &M) -> Result<Bytes, MapError> {
-    let mut out = BytesMut::new();
+    // Sized up front: growing from empty reallocated and copied a produce body's record
+    // batches again on every doubling (docs/benchmarks/hot-path.md).
+    let mut out = BytesMut::with_capacity(msg.compute_size(version).unwrap_or(0));
     msg.encode(&mut out, version).map_err(|e| MapError::Encode {
         api,
         version,
@@ -562,9 +564,10 @@ pub fn respond(
 }
 
 /// The request header with the client id forwarded as `<tenant>.<client id>` (SPEC §3),
-/// so broker logs and metrics are attributable. Returns the new frame, length included,
-/// made of the rebuilt header and `body`.
-pub fn reframe_request(payload: &[u8], header: &RequestHeaderView, ns: &Namespace, body: &[u8]) -> Option<Bytes> {
+/// so broker logs and metrics are attributable. Returns the new frame's length prefix and
+/// header, for a body of `body_len` bytes that is written after it as it is: a produce
+/// body's record batches are not copied again to rebuild the frame.
+pub fn reframe_header(payload: &[u8], header: &RequestHeaderView, ns: &Namespace, body_len: usize) -> Option<Bytes> {
     let body_at = header.body_offset?;
     let (client_id, after_client_id) = match header.client_id {
         Some((start, end)) => (payload.get(start..end)?, end),
@@ -574,9 +577,9 @@ pub fn reframe_request(payload: &[u8], header: &RequestHeaderView, ns: &Namespac
     let tenant = ns.tenant().as_str();
     let new_len = if client_id.is_empty() { tenant.len() } else { tenant.len() + 1 + client_id.len() };
     let new_len_i16 = i16::try_from(new_len).ok()?;
-    let total = 8 + 2 + new_len + tagged.len() + body.len();
-    let mut out = BytesMut::with_capacity(4 + total);
-    out.put_i32(i32::try_from(total).ok()?);
+    let head_len = 8 + 2 + new_len + tagged.len();
+    let mut out = BytesMut::with_capacity(4 + head_len);
+    out.put_i32(i32::try_from(head_len + body_len).ok()?);
     out.extend_from_slice(payload.get(..8)?);
     out.put_i16(new_len_i16);
     out.extend_from_slice(tenant.as_bytes());
@@ -585,7 +588,6 @@ pub fn reframe_request(payload: &[u8], header: &RequestHeaderView, ns: &Namespac
         out.extend_from_slice(client_id);
     }
     out.extend_from_slice(tagged);
-    out.extend_from_slice(body);
     Some(out.freeze())
 }
 
@@ -598,8 +600,35 @@ pub(crate) fn topic_name_error(_e: &NameError) -> i16 {
 
 #[cfg(test)]
 mod tests {
-    use super::Denied;
+    use super::{reframe_header, Denied};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_reframed_header_names_the_tenant_and_frames_the_body() {
+        use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
+        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+        let version = 11;
+        let mut frame = bytes::BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(9)
+            .with_client_id(Some(StrBytes::from_static_str("app")))
+            .encode(&mut frame, ApiKey::Produce.request_header_version(version))
+            .unwrap();
+        let body_at = frame.len();
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).encode(&mut frame, version).unwrap();
+        let body = frame.split_off(body_at).freeze();
+        let header = crate::protocol::parse_request_header(&frame).unwrap();
+        let ns = sluice_tenancy::Namespace::new("acme".parse().unwrap());
+        let head = reframe_header(&frame, &header, &ns, body.len()).unwrap();
+        let whole = [&head[..], &body[..]].concat();
+        assert_eq!(i32::from_be_bytes(whole[..4].try_into().unwrap()) as usize, whole.len() - 4);
+        let mut rest = bytes::Bytes::from(whole[4..].to_vec());
+        let parsed = RequestHeader::decode(&mut rest, ApiKey::Produce.request_header_version(version)).unwrap();
+        assert_eq!((parsed.correlation_id, parsed.client_id.as_deref()), (9, Some("acme.app")));
+        assert_eq!(rest, body);
+    }
 
     #[test]
     fn a_produce_response_reports_what_is_left_of_its_throttle() {

@@ -459,6 +459,8 @@ def test_rolling_restart(fleet, java_helpers, tmp_path):
         # A drain ends when the in-flight requests are answered (a fetch waits at most
         # fetch.max.wait.ms, 500 ms), far within listener.drain_timeout_ms (30 s).
         assert drain < 5, figures
+        # The clients of a drained instance reconnect (to it, restarted, or elsewhere).
+        assert (p_rec < 15 or "producer" not in hit) and (c_rec < 15 or "consumer" not in hit), figures
 
 
 def first_window_above(sampler: PoolOffsets, since: float, threshold: float, width: float = 1.0):

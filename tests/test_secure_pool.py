@@ -350,3 +350,25 @@ def test_revoked_credentials_make_the_gateway_unready(secure_pool, tmp_path):
             proc.kill()
         scram_user(user)
     assert "panicked" not in log.read_text()
+
+
+def test_operator_cli_reaches_a_secured_pool(secure_pool, tmp_path):
+    """`sluice tenant ... --config sluice.toml` uses the config's [pool] security and
+    bootstrap: a pool without PLAINTEXT stays manageable from the CLI."""
+    cfg, _ = write_config(tmp_path, secure_pool.gateway_config("sasl_ssl"))
+    tid = new_tenant_id()
+
+    def cli(*args, config=cfg, input=None):
+        return subprocess.run([str(SLUICE_BIN), "tenant", *args, "--config", str(config)],
+                              input=input, capture_output=True, text=True, timeout=60)
+
+    res = cli("put", "-", input=json.dumps(allow_all_doc(tid)))
+    assert res.returncode == 0, res.stderr
+    res = cli("get", tid)
+    assert res.returncode == 0 and json.loads(res.stdout)["tenant"]["id"] == tid, res
+    pw = tmp_path / "wrong.password"
+    pw.write_text("wrong")
+    wrong, _ = write_config(tmp_path, secure_pool.gateway_config(
+        "sasl_ssl", **{f'password_file = "{SECURE}/sluice.password"': f'password_file = "{pw}"'}))
+    res = cli("get", tid, config=wrong)
+    assert res.returncode != 0 and "refused the gateway's SCRAM-SHA-512 credentials" in res.stderr, res.stderr

@@ -111,13 +111,35 @@ enum PlacementCommand {
 /// Where the tenant store lives.
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// The pool's brokers, HOST:PORT[,HOST:PORT...].
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// The pool's brokers, HOST:PORT[,HOST:PORT...] (default: the --config file's pool.bootstrap).
+    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
     bootstrap: Vec<String>,
+    /// A gateway config (sluice.toml): its [pool] security (TLS, SASL) is used to reach
+    /// the pool, and its pool.bootstrap when --bootstrap is not given.
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[arg(long, default_value = "__sluice_tenants")]
     topic: String,
     #[arg(long, default_value_t = 5000)]
     connect_timeout_ms: u64,
+}
+
+impl StoreArgs {
+    /// How the CLI reaches the pool: plaintext to --bootstrap, or as the --config file says.
+    fn access(&self, call_timeout: Duration) -> anyhow::Result<PoolAccess> {
+        let config = self.config.as_deref().map(Config::load).transpose()?;
+        let bootstrap = match (&config, self.bootstrap.is_empty()) {
+            (Some(c), true) => c.pool_bootstrap.clone(),
+            _ => self.bootstrap.clone(),
+        };
+        Ok(PoolAccess {
+            bootstrap,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(100)),
+            call_timeout,
+            client_id: "sluice-cli",
+            upstream: config.map(|c| c.pool_upstream).unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -445,17 +467,12 @@ fn apply_limits(
 }
 
 async fn open_store(args: &StoreArgs) -> anyhow::Result<TenantStore> {
-    let access = PoolAccess {
-        bootstrap: args.bootstrap.clone(),
-        connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(100)),
-        call_timeout: Duration::from_secs(10),
-        client_id: "sluice-cli",
-        upstream: Default::default(),
-    };
+    let access = args.access(Duration::from_secs(10))?;
+    let via = access.bootstrap.join(",");
     let settings = StoreSettings { topic: args.topic.clone(), seed_file: None };
     TenantStore::start(access, &settings, CancellationToken::new())
         .await
-        .with_context(|| format!("opening the tenant store {} via {}", args.topic, args.bootstrap.join(",")))
+        .with_context(|| format!("opening the tenant store {} via {via}", args.topic))
 }
 
 async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
@@ -559,13 +576,7 @@ async fn tenant_command(command: TenantCommand) -> anyhow::Result<()> {
             let from = parse(from, "from")?.unwrap_or(to.saturating_sub(sluice_gateway::usage::DAY));
             anyhow::ensure!(from < to, "--from must be before --to");
             let bucket = if granularity == "day" { sluice_gateway::usage::DAY } else { sluice_gateway::usage::HOUR };
-            let access = PoolAccess {
-                bootstrap: store.bootstrap.clone(),
-                connect_timeout: Duration::from_millis(store.connect_timeout_ms.max(100)),
-                call_timeout: Duration::from_secs(20),
-                client_id: "sluice-cli",
-                upstream: Default::default(),
-            };
+            let access = store.access(Duration::from_secs(20))?;
             let ledger = sluice_gateway::usage::read_all(access, &usage_topic).await?;
             println!("{}", sluice_gateway::usage::report_json(&ledger, id.as_str(), from, to, bucket));
             Ok(())

@@ -5,8 +5,9 @@ bootstrap addresses.
 
 - `test_kill_9_failover`: the instance serving the producer is killed with SIGKILL, then
   the one serving the consumer (or the producer's new one); the clients re-bootstrap to a
-  survivor (Kafka 4.x `metadata.recovery.strategy=rebootstrap`, the default: a client
-  whose known brokers all refuse connections goes back to its bootstrap list). Every
+  survivor (Kafka 4.x `metadata.recovery.strategy=rebootstrap`, the default, bounded by
+  `metadata.recovery.rebootstrap.trigger.ms`: a client that cannot reach any known broker
+  goes back to its bootstrap list). Every
   acknowledged record must be consumed and be in the pool once, at its acknowledged offset.
 - `test_rolling_restart`: SIGTERM (graceful drain), restart on the same ports and wait for
   `/ready`, instance by instance, under the same load; nothing acknowledged is lost.
@@ -20,7 +21,7 @@ bootstrap addresses.
 
 Which instance serves a client is read from the instances' `/metrics`
 (`sluice_tenant_requests_total` of the tenant for Produce or Fetch). Recovery time is the
-time from the kill to the end of the first stall of the client's stream that follows it
+time from the kill to the end of the longest stall of the client's stream around it
 (acknowledgements for the producer, records for the consumer); drain time is SIGTERM to
 exit. The figures are printed (`pytest -s`) and reported in docs/benchmarks/fleet-failover.md.
 """
@@ -49,7 +50,7 @@ RATE = 200
 STALL_MS = 150
 # Acknowledgements to see between two disruptions (about 2.5 s at RATE).
 STEADY_ACKS = 500
-# The one failover setting (docs/operations.md, "Several gateways: client settings"): Kafka
+# The one failover setting (docs/operations.md, "Several gateways: failover"): Kafka
 # 4.1 clients re-bootstrap by default (metadata.recovery.strategy=rebootstrap), but only
 # when every known broker is unavailable at the same moment, which a client that retries
 # its nodes one at a time may never see (a VerifiableConsumer kept cycling through a dead

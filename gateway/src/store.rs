@@ -306,6 +306,9 @@ impl Inner {
     async fn tail(self: Arc<Self>, mut conn: Option<KafkaConn>, mut next: i64) {
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
+        // A failing tail is logged at the first failure and then every 30 s, whatever the
+        // attempts cost (each may wait out a connect and a call timeout).
+        let mut logged_at: Option<tokio::time::Instant> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return;
@@ -328,6 +331,7 @@ impl Inner {
                         info!(topic = %self.topic, failures, "tenant store tail reconnected");
                     }
                     failures = 0;
+                    logged_at = None;
                     backoff = Duration::from_millis(100);
                     next = self.apply(next, fetched.records);
                 }
@@ -344,7 +348,8 @@ impl Inner {
                             }
                         }
                     }
-                    if failures == 1 || failures.is_multiple_of(20) {
+                    if logged_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+                        logged_at = Some(tokio::time::Instant::now());
                         warn!(topic = %self.topic, error = %e, failures, "tenant store tail failed; reconnecting");
                     }
                     tokio::select! {

@@ -82,6 +82,8 @@ pub struct Machine {
     pub date_utc: String,
     pub gateway_bin: String,
     pub gateway_profile: String,
+    /// When the gateway binary was written (is it older than the commit?).
+    pub gateway_bin_modified_utc: String,
     pub loadtest_profile: &'static str,
     pub git_commit: String,
     pub java: String,
@@ -196,6 +198,11 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<Vec<PathBuf>> {
         date_utc: utc_date(started_unix),
         gateway_bin: setup.gateway_bin.display().to_string(),
         gateway_profile: profile_of(&setup.gateway_bin),
+        gateway_bin_modified_utc: std::fs::metadata(&setup.gateway_bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(|| "unknown".into(), |d| utc_date(d.as_secs())),
         loadtest_profile: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -548,8 +555,8 @@ fn header(r: &Report, params: &Params) -> String {
         m.librdkafka, m.java
     );
     o += &format!(
-        "| sluice | `{}` ({} profile), HEAD {} |\n",
-        m.gateway_bin, m.gateway_profile, m.git_commit
+        "| sluice | `{}` ({} profile, written {}); HEAD at the start: {} |\n",
+        m.gateway_bin, m.gateway_profile, m.gateway_bin_modified_utc, m.git_commit
     );
     o += &format!(
         "| load average 1/5/15 | before {:.2} / {:.2} / {:.2}, after {:.2} / {:.2} / {:.2} |\n| CPU pressure (PSI some) | {} of {:.0} s |\n\n",

@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -219,22 +219,74 @@ fn take(budget: &AtomicU64) -> bool {
         .is_ok()
 }
 
+/// Where clients wait, connected, for the common start. Unlike a barrier, the main
+/// thread can call the run off (a client thread failed to spawn) and release them.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    arrived: usize,
+    start: Option<Instant>,
+    aborted: bool,
+}
+
+fn relock<T>(r: std::sync::LockResult<MutexGuard<'_, T>>) -> MutexGuard<'_, T> {
+    r.unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Gate {
+    /// A client is ready: waits for the start, `None` when the run was called off.
+    fn arrive(&self) -> Option<Instant> {
+        let mut s = relock(self.state.lock());
+        s.arrived += 1;
+        self.changed.notify_all();
+        loop {
+            if s.aborted {
+                return None;
+            }
+            if let Some(t) = s.start {
+                return Some(t);
+            }
+            s = relock(self.changed.wait(s));
+        }
+    }
+
+    /// Waits until `clients` have arrived.
+    fn wait_for(&self, clients: usize) {
+        let mut s = relock(self.state.lock());
+        while s.arrived < clients {
+            s = relock(self.changed.wait(s));
+        }
+    }
+
+    fn open(&self, start: Instant) {
+        relock(self.state.lock()).start = Some(start);
+        self.changed.notify_all();
+    }
+
+    fn abort(&self) {
+        relock(self.state.lock()).aborted = true;
+        self.changed.notify_all();
+    }
+}
+
 /// What every client thread shares.
 #[derive(Clone)]
 struct Shared {
-    ready: Arc<Barrier>,
-    go: Arc<Barrier>,
+    gate: Arc<Gate>,
     start: Arc<OnceLock<Instant>>,
     duration: Duration,
     stop: Arc<AtomicBool>,
 }
 
 impl Shared {
-    /// Waits for every client and the main thread, then returns the common start.
-    fn rendezvous(&self) -> Instant {
-        self.ready.wait();
-        self.go.wait();
-        *self.start.get_or_init(Instant::now)
+    /// Waits, connected, for the common start; `None` when the run was called off.
+    fn rendezvous(&self) -> Option<Instant> {
+        self.gate.arrive()
     }
 
     fn over(&self, start: Instant) -> bool {
@@ -256,11 +308,9 @@ struct ClientJob {
     shared: Shared,
 }
 
-fn lock(log: &Mutex<RoleLog>) -> std::sync::MutexGuard<'_, RoleLog> {
-    match log.lock() {
-        Ok(l) => l,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+/// A group's log; a client that panicked holding it leaves its counts, still usable.
+fn lock(log: &Mutex<RoleLog>) -> MutexGuard<'_, RoleLog> {
+    relock(log.lock())
 }
 
 /// The payload: the send time in the first 8 bytes, then a fixed filler that
@@ -309,7 +359,9 @@ impl ClientJob {
                 .map_err(|e| self.setup_failed(format!("metadata of {topic}: {e}")))?;
             Ok::<_, DriverError>(producer)
         })();
-        let start = self.shared.rendezvous();
+        let Some(start) = self.shared.rendezvous() else {
+            return Ok(());
+        };
         let producer = made?;
         let mut buf = payload(self.spec.record_size);
         let pace = self.group.rate_per_client();
@@ -394,7 +446,9 @@ impl ClientJob {
             }
             Ok::<_, DriverError>(consumer)
         })();
-        let start = self.shared.rendezvous();
+        let Some(start) = self.shared.rendezvous() else {
+            return Ok(());
+        };
         let consumer = made?;
         if self.partitions.is_empty() {
             return Ok(());
@@ -451,7 +505,9 @@ impl ClientJob {
 
     fn storm(self) -> Result<(), DriverError> {
         let topic = self.topics.client_name(&self.endpoint, self.tenant);
-        let start = self.shared.rendezvous();
+        let Some(start) = self.shared.rendezvous() else {
+            return Ok(());
+        };
         let buf = payload(self.spec.record_size);
         let pace = self.group.rate_per_client();
         let mut cycles: u64 = 0;
@@ -540,8 +596,7 @@ pub fn run(
     }
     let clients: u32 = spec.groups.iter().map(|g| g.clients).sum();
     let shared = Shared {
-        ready: Arc::new(Barrier::new(clients as usize + 1)),
-        go: Arc::new(Barrier::new(clients as usize + 1)),
+        gate: Arc::new(Gate::default()),
         start: Arc::new(OnceLock::new()),
         duration: Duration::from_secs_f64(spec.duration_s),
         stop: Arc::new(AtomicBool::new(false)),
@@ -576,8 +631,11 @@ pub fn run(
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
-                    // The others wait at the barrier for a thread that will never come:
-                    // release them by never starting (they are dropped with the process).
+                    // Release the clients already waiting at the gate; they end at once.
+                    shared.gate.abort();
+                    for h in handles {
+                        let _ = h.join();
+                    }
                     return Err(DriverError::Spawn(e));
                 }
             }
@@ -591,9 +649,9 @@ pub fn run(
     );
     bar.set_prefix(label.to_string());
     bar.set_message("connecting");
-    shared.ready.wait();
+    shared.gate.wait_for(clients as usize);
     let start = *shared.start.get_or_init(Instant::now);
-    shared.go.wait();
+    shared.gate.open(start);
     let mut next_tick = 1.0;
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
@@ -697,6 +755,29 @@ mod tests {
         // More clients than partitions: the extra ones read nothing.
         let one = ClientGroup { clients: 3, ..g };
         assert_eq!(partitions_of(&one, 2, 1, 2), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn gate_starts_everyone_together_or_calls_it_off() {
+        let gate = Arc::new(Gate::default());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.arrive())
+            })
+            .collect();
+        gate.wait_for(3);
+        let start = Instant::now();
+        gate.open(start);
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Some(start));
+        }
+        let gate = Arc::new(Gate::default());
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.arrive());
+        gate.wait_for(1);
+        gate.abort();
+        assert_eq!(waiter.join().unwrap(), None);
     }
 
     #[test]

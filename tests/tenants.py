@@ -37,7 +37,7 @@ def put_tenant(doc: dict, if_version=None, topic=None) -> int:
         args += ["--if-version", if_version]
     res = tenant_cli(*args, input=json.dumps(doc), topic=topic)
     assert res.returncode == 0, f"sluice tenant put failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().split("\n")[-1])  # not splitlines(): see test_tenant_store
     assert out["id"] == doc["id"], out
     return out["version"]
 

@@ -456,6 +456,7 @@ impl Ctx<'_> {
                     bytes: g.log.bytes,
                     errors: g.log.errors,
                     error_samples: g.log.error_samples.clone(),
+                    capped: g.log.records >= spec.max_records,
                     latency: percentiles(&g.log.total),
                     timeline: tl,
                 }

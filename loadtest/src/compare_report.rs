@@ -27,6 +27,9 @@ pub struct GroupResult {
     pub bytes: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
+    /// Whether the group stopped at `--max-records` rather than at the duration (its
+    /// throughput is then a floor set by the bound, not by the target).
+    pub capped: bool,
     pub latency: Option<Percentiles>,
     pub timeline: Vec<Interval>,
 }
@@ -368,12 +371,13 @@ pub fn markdown(
                 let l = g.latency;
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} ×{} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} ×{} | {:.0}{} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.target,
                     t.auth,
                     g.role,
                     g.clients,
                     g.records_per_sec,
+                    if g.capped { " (stopped by --max-records)" } else { "" },
                     g.mb_per_sec,
                     f(l.map(|l| l.mean_ms), 2),
                     f(l.map(|l| l.p50_ms), 2),
@@ -462,6 +466,7 @@ mod tests {
             bytes: 0,
             errors: 0,
             error_samples: vec![],
+            capped: false,
             latency: l,
             timeline: vec![],
         }

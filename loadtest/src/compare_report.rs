@@ -66,6 +66,8 @@ pub struct ProxyUsage {
 pub struct TargetRun {
     /// `direct`, `sluice` or the peer's name.
     pub target: String,
+    /// Which round (1-based); the targets' order rotates by round.
+    pub round: u32,
     /// How clients authenticate to it.
     pub auth: &'static str,
     pub wall_s: f64,
@@ -91,8 +93,34 @@ pub struct ScenarioResult {
     pub description: String,
     /// Pool topics, `<tenant>.<base>`.
     pub topics: Vec<String>,
+    /// Per target, its median round (see [`median_round`]): what the tables, plots and
+    /// ratios use.
     pub runs: Vec<TargetRun>,
     pub ratios: Vec<Ratio>,
+    /// Every round of every target, in the order they ran.
+    pub all_rounds: Vec<TargetRun>,
+}
+
+/// What picks a target's median round: the first group's p99 when it is paced or a
+/// storm (its throughput is set by the pacing), else its throughput.
+pub fn round_key(run: &TargetRun, paced: bool) -> f64 {
+    let Some(g) = run.groups.first() else {
+        return 0.0;
+    };
+    if paced {
+        g.latency.map_or(f64::INFINITY, |l| l.p99_ms)
+    } else {
+        g.records_per_sec
+    }
+}
+
+/// The index (into `rounds`) of the round with the median key; with an even count the
+/// lower middle one. One disturbed round moves it less than it moves a mean, and the
+/// picked round is a real run, so its figures stay consistent with each other.
+pub fn median_round(rounds: &[TargetRun], paced: bool) -> Option<usize> {
+    let mut idx: Vec<usize> = (0..rounds.len()).collect();
+    idx.sort_by(|a, b| round_key(&rounds[*a], paced).total_cmp(&round_key(&rounds[*b], paced)));
+    idx.get((idx.len().saturating_sub(1)) / 2).copied()
 }
 
 /// Throughput and latency of `target` against `direct`, per group (matched by role).
@@ -391,6 +419,49 @@ pub fn markdown(
             }
         }
         let _ = writeln!(o);
+        let rounds = r.all_rounds.iter().map(|t| t.round).max().unwrap_or(1);
+        if rounds > 1 {
+            let paced = r.spec.groups.first().is_some_and(|g| {
+                g.rate.is_some() || !matches!(g.kind, Kind::Produce | Kind::ConsumeLoop)
+            });
+            let what = if paced {
+                "first group's p99 ms"
+            } else {
+                "first group's records/s"
+            };
+            let _ = writeln!(o, "Each target ran {rounds} rounds (order rotated by round); the tables show each target's median round by {what}. Every round:\n");
+            let _ = writeln!(
+                o,
+                "| target | {} |\n|---|{}",
+                (1..=rounds)
+                    .map(|i| format!("round {i}"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                "---|".repeat(rounds as usize)
+            );
+            for t in &r.runs {
+                let cells: Vec<String> = (1..=rounds)
+                    .map(|i| {
+                        r.all_rounds
+                            .iter()
+                            .find(|x| x.target == t.target && x.round == i)
+                            .map_or_else(
+                                || "–".into(),
+                                |x| {
+                                    let v = round_key(x, paced);
+                                    if x.round == t.round {
+                                        format!("**{v:.1}**")
+                                    } else {
+                                        format!("{v:.1}")
+                                    }
+                                },
+                            )
+                    })
+                    .collect();
+                let _ = writeln!(o, "| {} | {} |", t.target, cells.join(" | "));
+            }
+            let _ = writeln!(o);
+        }
         let proxies: Vec<_> = r
             .runs
             .iter()
@@ -475,6 +546,7 @@ mod tests {
     fn run(target: &str, groups: Vec<GroupResult>, cpu_per_gb: Option<f64>) -> TargetRun {
         TargetRun {
             target: target.into(),
+            round: 1,
             auth: "none",
             wall_s: 1.0,
             groups,
@@ -507,6 +579,7 @@ mod tests {
             description: spec.describe(),
             spec,
             topics: vec![],
+            all_rounds: runs.clone(),
             runs,
             ratios,
         }
@@ -540,6 +613,24 @@ mod tests {
         let victim = r.iter().find(|x| x.role == "victim").unwrap();
         assert_eq!(victim.p99_ratio, None);
         assert_eq!(victim.throughput_ratio, Some(1.0));
+    }
+
+    #[test]
+    fn median_round_by_throughput_or_p99() {
+        let rounds = vec![
+            run("sluice", vec![group("produce", 900.0, lat(1.0, 9.0))], None),
+            run("sluice", vec![group("produce", 100.0, lat(1.0, 2.0))], None),
+            run(
+                "sluice",
+                vec![group("produce", 500.0, lat(1.0, 50.0))],
+                None,
+            ),
+        ];
+        assert_eq!(median_round(&rounds, false), Some(2));
+        assert_eq!(median_round(&rounds, true), Some(0));
+        assert_eq!(median_round(&rounds[..2], false), Some(1));
+        assert_eq!(median_round(&[], false), None);
+        assert_eq!(round_key(&run("x", vec![], None), false), 0.0);
     }
 
     #[test]

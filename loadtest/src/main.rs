@@ -20,9 +20,13 @@
 //! report is regenerated with:
 //!
 //! ```sh
-//! cargo build --release -p sluice-gateway -p loadtest && target/release/loadtest compare \
-//!   --scenario produce,consume,mixed,noisy-neighbor,auth-storm --duration 20 --out docs/benchmarks
+//! cargo build --release -p sluice-gateway && cargo run --release -p loadtest -- compare \
+//!   --scenario produce,consume,mixed,noisy-neighbor --rounds 3 --duration 20 \
+//!   --out docs/benchmarks
 //! ```
+//!
+//! The peer is fetched from Maven Central into `deploy/.cache` on first use (Maven and
+//! Java 17 needed); `--targets direct` alone needs neither it nor a gateway.
 #![forbid(unsafe_code)]
 
 mod auth_bench;
@@ -101,6 +105,10 @@ struct CompareArgs {
     /// Unmeasured seconds each scenario first runs directly (0 = none).
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
+    /// Runs per target and scenario, the targets' order rotating by round; the report
+    /// shows each target's median round.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// The gateway binary to start (build it with `cargo build --release -p sluice-gateway`).
     #[arg(long, default_value = "target/release/sluice")]
     gateway_bin: PathBuf,
@@ -353,6 +361,9 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
     if !(prefill_ok && warmup_ok) {
         bail!("--prefill must be in (0, 120] seconds, --warmup in [0, 120]");
     }
+    if a.rounds == 0 || a.rounds > 9 {
+        bail!("--rounds is 1 to 9");
+    }
     if a.scenario.is_empty() || a.targets.is_empty() {
         bail!("--scenario and --targets must name at least one");
     }
@@ -372,6 +383,7 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
         quotas: a.quotas,
         prefill_s: prefill,
         warmup_s: warmup,
+        rounds: if a.smoke { 1 } else { a.rounds },
         smoke: a.smoke,
     };
     let setup = compare::Setup {

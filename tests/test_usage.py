@@ -151,8 +151,12 @@ def test_usage_matches_the_pool_and_survives_kill_9(gw):
     elapsed_h = (time.time() - started) / 3600
     print(f"after restart and more produce: {t} (log {size2} bytes, {elapsed_h * 3600:.0f} s)")
     # Pool-side units: the tenant existed, held 2 partitions and stored bytes meanwhile.
-    assert 0 < t["cluster_hours"] <= elapsed_h * 1.05, t
-    assert 0 < t["partition_hours"] <= parts * elapsed_h * 1.05, t
+    # Billed from its creation to the last flush, less the restart gap and the part of a
+    # flush window not yet written (seconds, more on a loaded machine), never more than the
+    # time it existed. (Taking one 2 s record per 10 s slot once billed a fifth.)
+    assert elapsed_h * 0.4 <= t["cluster_hours"] <= elapsed_h * 1.05 + 1 / 3600, t
+    cluster = t["cluster_hours"]
+    assert parts * cluster * 0.6 <= t["partition_hours"] <= parts * cluster * 1.01, t
     assert t["storage_gb_hours"] > 0, t
 
     # Bad parameters are 400 with the field named.

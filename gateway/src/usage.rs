@@ -103,6 +103,22 @@ pub struct UsageRecord {
     pub partitions: u64,
     pub storage_bytes: u64,
     pub exists: bool,
+    /// How long in the window the tenant existed, when that is less than the window (it
+    /// was created or deleted in it). Absent: all of it if `exists`, none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists_ms: Option<u64>,
+}
+
+impl UsageRecord {
+    /// Milliseconds of the window the tenant existed.
+    fn existed_ms(&self) -> u64 {
+        let window = self.end_ms.saturating_sub(self.start_ms);
+        match self.exists_ms {
+            Some(ms) => ms.min(window),
+            None if self.exists => window,
+            None => 0,
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -123,6 +139,41 @@ pub struct UsageSettings {
     pub flush: Duration,
 }
 
+/// When this instance saw each tenant appear and disappear in the store, so a window is
+/// billed only for the part the tenant existed in (a window can be long when an append
+/// stalled, and a tenant created at its end must not be billed for all of it).
+#[derive(Default)]
+struct Lifetimes {
+    known: HashMap<String, u64>,
+    gone: HashMap<String, u64>,
+}
+
+impl Lifetimes {
+    fn observe(&mut self, snapshot: &sluice_tenancy::store::TenantsSnapshot, now: u64, initial: bool) {
+        let present: std::collections::HashSet<&str> = snapshot.iter().map(|(id, _)| id.as_str()).collect();
+        for id in &present {
+            if !self.known.contains_key(*id) {
+                // Tenants present when the instance starts existed before it: from 0.
+                self.known.insert((*id).to_owned(), if initial { 0 } else { now });
+                self.gone.remove(*id);
+            }
+        }
+        let vanished: Vec<String> = self.known.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
+        for id in vanished {
+            self.known.remove(&id);
+            self.gone.insert(id, now);
+        }
+    }
+
+    /// Milliseconds of `[start, end)` the tenant existed, or `None` for all of it.
+    fn existed_ms(&self, tenant: &str, start: u64, end: u64) -> Option<u64> {
+        if let Some(&since) = self.known.get(tenant) {
+            return (since > start).then(|| end.saturating_sub(since));
+        }
+        self.gone.get(tenant).map(|&at| at.clamp(start, end) - start)
+    }
+}
+
 /// Appends this instance's records every `flush` and on cancellation.
 pub async fn run_writer(store: TenantStore, access: PoolAccess, settings: UsageSettings, cancel: CancellationToken) {
     let instance = instance_id();
@@ -131,24 +182,37 @@ pub async fn run_writer(store: TenantStore, access: PoolAccess, settings: UsageS
     let mut seq = 0u64;
     let mut pending: Vec<UsageRecord> = Vec::new();
     let mut window_start = now_ms();
+    let mut changes = store.subscribe();
+    let mut lifetimes = Lifetimes::default();
+    lifetimes.observe(&changes.borrow_and_update(), window_start, true);
     info!(%instance, topic = %settings.topic, flush_ms, "usage ledger writer started");
     loop {
         let now = now_ms();
         let boundary = (now / flush_ms + 1) * flush_ms;
         let stopping = tokio::select! {
             _ = cancel.cancelled() => true,
+            changed = changes.changed() => {
+                if changed.is_ok() {
+                    lifetimes.observe(&changes.borrow_and_update(), now_ms(), false);
+                }
+                continue;
+            }
             _ = tokio::time::sleep(Duration::from_millis(boundary - now)) => false,
         };
         let end = if stopping { now_ms() } else { boundary };
         let snapshot = store.snapshot();
+        lifetimes.observe(&snapshot, end, false);
         let mut tenants: Vec<String> = snapshot.iter().map(|(id, _)| id.to_string()).collect();
         tenants.extend(counters().iter().map(|e| e.key().clone()));
+        tenants.extend(lifetimes.gone.keys().cloned());
         tenants.sort();
         tenants.dedup();
+        let end = end.max(window_start);
         for t in tenants {
             let (bytes_in, bytes_out) = counters().get(&t).map(|u| u.take()).unwrap_or_default();
             let exists = snapshot.iter().any(|(id, _)| id.as_str() == t);
-            if !exists && bytes_in == 0 && bytes_out == 0 {
+            let exists_ms = lifetimes.existed_ms(&t, window_start, end);
+            if !exists && bytes_in == 0 && bytes_out == 0 && exists_ms.unwrap_or(0) == 0 {
                 continue;
             }
             seq += 1;
@@ -156,15 +220,18 @@ pub async fn run_writer(store: TenantStore, access: PoolAccess, settings: UsageS
                 instance: instance.clone(),
                 seq,
                 start_ms: window_start,
-                end_ms: end.max(window_start),
+                end_ms: end,
                 bytes_in,
                 bytes_out,
                 partitions: if exists { crate::tenant::inventory::inventory().counts(&t).partitions } else { 0 },
                 storage_bytes: if exists { storage().get(&t).map(|s| *s).unwrap_or(0) } else { 0 },
                 exists,
+                exists_ms,
                 tenant: t,
             });
         }
+        // A deleted tenant is billed up to its deletion once, then forgotten.
+        lifetimes.gone.clear();
         window_start = end;
         if !pending.is_empty() {
             let batch: Vec<(Bytes, Bytes)> = pending
@@ -231,10 +298,31 @@ impl Sums {
     }
 }
 
+/// One 10 s slot of a tenant: bytes summed over every record; the pool observations
+/// summed per instance (its records tile the slot when it flushes more often than every
+/// slot) and the largest instance taken, since every instance sees the same pool.
+#[derive(Default)]
+struct Slot {
+    bytes_in: u64,
+    bytes_out: u64,
+    observed: HashMap<String, Sums>,
+}
+
+impl Slot {
+    fn sums(&self) -> Sums {
+        let mut s = Sums { bytes_in: self.bytes_in, bytes_out: self.bytes_out, ..Sums::default() };
+        for o in self.observed.values() {
+            s.cluster_ms = s.cluster_ms.max(o.cluster_ms);
+            s.partition_ms = s.partition_ms.max(o.partition_ms);
+            s.storage_byte_ms = s.storage_byte_ms.max(o.storage_byte_ms);
+        }
+        s
+    }
+}
+
 #[derive(Default)]
 struct TenantLedger {
-    /// Slot start → sums (observations: the largest any instance reported).
-    slots: BTreeMap<u64, Sums>,
+    slots: BTreeMap<u64, Slot>,
     /// Hour start → sums of folded slots.
     hours: BTreeMap<u64, Sums>,
 }
@@ -264,32 +352,34 @@ impl Ledger {
         }
         *last = r.seq;
         let t = inner.tenants.entry(r.tenant.clone()).or_default();
-        let duration = r.end_ms.saturating_sub(r.start_ms);
+        let existed = r.existed_ms();
         let slot = r.start_ms / SLOT_MS * SLOT_MS;
         let observed = Sums {
             bytes_in: 0,
             bytes_out: 0,
-            cluster_ms: if r.exists { duration } else { 0 },
-            partition_ms: r.partitions as f64 * duration as f64,
-            storage_byte_ms: r.storage_bytes as f64 * duration as f64,
+            cluster_ms: existed,
+            partition_ms: r.partitions as f64 * existed as f64,
+            storage_byte_ms: r.storage_bytes as f64 * existed as f64,
         };
         let hour = slot / HOUR_MS * HOUR_MS;
         let folded = t.hours.keys().next_back().is_some_and(|&h| hour <= h) && !t.slots.contains_key(&slot);
-        let target = if folded { t.hours.entry(hour).or_default() } else { t.slots.entry(slot).or_default() };
-        target.bytes_in += r.bytes_in;
-        target.bytes_out += r.bytes_out;
-        if !folded {
-            // The same pool facts seen by several instances: the largest, not the sum.
-            target.cluster_ms = target.cluster_ms.max(observed.cluster_ms);
-            target.partition_ms = target.partition_ms.max(observed.partition_ms);
-            target.storage_byte_ms = target.storage_byte_ms.max(observed.storage_byte_ms);
+        if folded {
+            // Late observations for a folded slot are dropped; late bytes still count.
+            let h = t.hours.entry(hour).or_default();
+            h.bytes_in += r.bytes_in;
+            h.bytes_out += r.bytes_out;
+        } else {
+            let s = t.slots.entry(slot).or_default();
+            s.bytes_in += r.bytes_in;
+            s.bytes_out += r.bytes_out;
+            s.observed.entry(r.instance.clone()).or_default().add(&observed);
         }
         // Fold slots that are old enough into their hours.
         let cutoff = r.end_ms.saturating_sub(KEEP_SLOTS_MS) / HOUR_MS * HOUR_MS;
         let old: Vec<u64> = t.slots.range(..cutoff).map(|(k, _)| *k).collect();
         for k in old {
             if let Some(s) = t.slots.remove(&k) {
-                t.hours.entry(k / HOUR_MS * HOUR_MS).or_default().add(&s);
+                t.hours.entry(k / HOUR_MS * HOUR_MS).or_default().add(&s.sums());
             }
         }
         true
@@ -307,9 +397,10 @@ impl Ledger {
             b += bucket_ms;
         }
         if let Some(t) = inner.tenants.get(tenant) {
-            for (start, sums) in t.hours.range(first..to_ms).chain(t.slots.range(first..to_ms)) {
+            let slots = t.slots.range(first..to_ms).map(|(k, s)| (*k, s.sums()));
+            for (start, sums) in t.hours.range(first..to_ms).map(|(k, s)| (*k, *s)).chain(slots) {
                 if let Some(acc) = buckets.get_mut(&(start / bucket_ms * bucket_ms)) {
-                    acc.add(sums);
+                    acc.add(&sums);
                 }
             }
         }
@@ -424,7 +515,53 @@ mod tests {
             partitions,
             storage_bytes: 1_000_000_000,
             exists: true,
+            exists_ms: None,
         }
+    }
+
+    #[test]
+    fn an_instance_flushing_every_two_seconds_fills_its_slots() {
+        // Records of 2 s each: five per slot; the slot's observations are their sum.
+        let l = Ledger::default();
+        for i in 0..1800u64 {
+            assert!(l.apply(&rec("a", i + 1, i * 2000, (i + 1) * 2000, 7, 3)));
+        }
+        let u = l.report("acme", 0, HOUR_MS, HOUR_MS)[0].1;
+        assert!((u.cluster_hours - 1.0).abs() < 1e-9, "{u:?}");
+        assert!((u.partition_hours - 3.0).abs() < 1e-9, "{u:?}");
+        assert!((u.gb_in - 1800.0 * 7.0 / 1e9).abs() < 1e-15, "{u:?}");
+    }
+
+    #[test]
+    fn a_tenant_created_late_in_a_long_window_is_billed_from_its_creation() {
+        // An append stalled: the window is 60 s, the tenant appeared 5 s before its end.
+        let l = Ledger::default();
+        let mut r = rec("a", 1, 0, 60_000, 0, 2);
+        r.exists_ms = Some(5_000);
+        l.apply(&r);
+        let u = l.report("acme", 0, HOUR_MS, HOUR_MS)[0].1;
+        assert!((u.cluster_hours * 3600.0 - 5.0).abs() < 1e-9, "{u:?}");
+        assert!((u.partition_hours * 3600.0 - 10.0).abs() < 1e-9, "{u:?}");
+        // Records written before `exists_ms` existed still read as the whole window.
+        let old: UsageRecord = serde_json::from_str(
+            r#"{"instance":"b","seq":1,"tenant":"t","start_ms":0,"end_ms":10000,"bytes_in":0,"bytes_out":0,"partitions":1,"storage_bytes":0,"exists":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.existed_ms(), 10_000);
+    }
+
+    #[test]
+    fn lifetimes_clip_windows_to_creation_and_deletion() {
+        let mut lt = Lifetimes::default();
+        lt.known.insert("old".into(), 0);
+        lt.known.insert("new".into(), 55_000);
+        lt.gone.insert("deleted".into(), 12_000);
+        assert_eq!(lt.existed_ms("old", 0, 60_000), None);
+        assert_eq!(lt.existed_ms("new", 0, 60_000), Some(5_000));
+        assert_eq!(lt.existed_ms("new", 58_000, 60_000), None);
+        assert_eq!(lt.existed_ms("deleted", 10_000, 20_000), Some(2_000));
+        assert_eq!(lt.existed_ms("deleted", 15_000, 20_000), Some(0));
+        assert_eq!(lt.existed_ms("never", 0, 10_000), None);
     }
 
     #[test]

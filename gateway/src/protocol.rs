@@ -186,6 +186,26 @@ pub fn encode_response_with_header_version<M: Encodable>(
     Ok(out.freeze())
 }
 
+/// Length of the whole record batches at the start of a fetched `records` field.
+///
+/// A broker cuts a fetch response at the size limit, so its last batch may be partial;
+/// the client drops that part and fetches it again. Reads only each batch's 12-byte
+/// prefix (base offset, batch length), never the records.
+pub fn complete_batches_len(records: &[u8]) -> usize {
+    const PREFIX: usize = 12;
+    let mut pos = 0usize;
+    while let Some(prefix) = records.get(pos..pos + PREFIX) {
+        let batch_len = i32::from_be_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+        let Ok(batch_len) = usize::try_from(batch_len) else { break };
+        let end = pos.saturating_add(PREFIX).saturating_add(batch_len);
+        if end > records.len() {
+            break;
+        }
+        pos = end;
+    }
+    pos
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +272,30 @@ mod tests {
         let mut frame = vec![0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff];
         frame.extend([0xff; 8]);
         assert!(parse_request_header(&frame).is_err());
+    }
+
+    #[test]
+    fn complete_batches_stop_before_a_partial_tail() {
+        let batch = |len: i32, fill: u8| {
+            let mut b = vec![0u8; 8];
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend(std::iter::repeat_n(fill, len as usize));
+            b
+        };
+        let mut records = batch(30, 1);
+        records.extend(batch(50, 2));
+        assert_eq!(complete_batches_len(&records), 42 + 62);
+        let whole = records.len();
+        records.extend_from_slice(&batch(100, 3)[..40]);
+        assert_eq!(complete_batches_len(&records), whole, "a partial last batch is not counted");
+        records.truncate(whole + 5);
+        assert_eq!(complete_batches_len(&records), whole, "nor a partial prefix");
+        assert_eq!(complete_batches_len(&[]), 0);
+        let mut negative = batch(10, 0);
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(complete_batches_len(&negative), 0);
+        let mut huge = batch(10, 0);
+        huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(complete_batches_len(&huge), 0);
     }
 }

@@ -336,8 +336,15 @@ pub fn fetch_response(
         }
         let key = tenant_name.0.clone().into_bytes();
         let load_topic = if by_id { super::topic_ids().pool_name(t.topic_id) } else { Some(t.topic.clone()) };
-        for p in &t.partitions {
-            if let Some(records) = &p.records {
+        for p in &mut t.partitions {
+            if let Some(records) = &mut p.records {
+                // The partial batch a size-capped fetch ends with is useless to the client
+                // (it fetches it again from its offset): dropped, so it is neither sent
+                // nor charged to the read quota twice (a consumer reached 0.95 of it).
+                let whole = crate::protocol::complete_batches_len(records);
+                if whole > 0 && whole < records.len() {
+                    records.truncate(whole);
+                }
                 read.push((key.clone(), p.partition_index, records.len() as u64));
                 if let Some(lt) = &load_topic {
                     crate::load::registry().record_out(lt.0.as_str(), p.partition_index, records.len() as u64); // placement load

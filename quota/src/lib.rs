@@ -523,7 +523,10 @@ impl Owed {
     }
 }
 
-/// Cells still owed to one limiter, taken at most `burst` at a time.
+/// Debts are paid in this many steps per burst.
+const SETTLE_STEPS: u64 = 64;
+
+/// Cells still owed to one limiter.
 struct Debt {
     to: Owed,
     burst: NonZeroU32,
@@ -598,9 +601,13 @@ impl Charge {
     pub async fn settle(self) {
         let started = tokio::time::Instant::now();
         for (debt, mut owed) in self.debts {
-            let burst = u64::from(debt.burst.get());
+            // Paid in steps of 1/64 of the burst (about 16 ms of the rate): a waiter for a
+            // whole burst would need the bucket full, which never happens while other
+            // connections of the tenant take small requests, so it starved (one connection
+            // of a producer waited 17 s while the others kept the tenant at its quota).
+            let step = (u64::from(debt.burst.get()) / SETTLE_STEPS).max(1);
             while owed > 0 {
-                let n = owed.min(burst);
+                let n = owed.min(step);
                 let Some(nz) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { break };
                 debt.to.until_n_ready(nz).await;
                 owed -= n;
@@ -911,6 +918,31 @@ mod tests {
         let secs = started.elapsed().as_secs_f64();
         // 3 MiB at 1 MiB/s with a 1 MiB burst: about 2 s.
         assert!((1.8..2.4).contains(&secs), "{secs} s");
+    }
+
+    #[tokio::test]
+    async fn a_large_debt_is_not_starved_by_small_requests_of_the_same_tenant() {
+        // The tenant limit binds (4 MiB/s), partitions do not. One connection owes 1 MiB
+        // beyond the burst; three others keep sending 64 KiB requests for 3 s. Sharing the
+        // rate four ways, the debt is paid in about 1 s; waiting for a whole burst to be
+        // free, it waited until the others stopped.
+        let config = QuotaConfig { tenant_write: 4 * MIB, partition_write: 64 * MIB, ..small() };
+        let q = Arc::new(TenantQuota::new(config).unwrap());
+        let started = std::time::Instant::now();
+        let big = q.charge(Direction::Write, [(key("t", 0), 5 * MIB)]);
+        let mut others = tokio::task::JoinSet::new();
+        for p in 1..4 {
+            let q = q.clone();
+            others.spawn(async move {
+                while started.elapsed() < Duration::from_secs(3) {
+                    q.charge(Direction::Write, [(key("t", p), 64 * KIB)]).settle().await;
+                }
+            });
+        }
+        big.settle().await;
+        let paid_after = started.elapsed();
+        others.join_all().await;
+        assert!(paid_after < Duration::from_millis(2500), "the debt was paid after {paid_after:?}");
     }
 
     #[test]

@@ -385,6 +385,17 @@ fn placement_parts(command: PlacementCommand) -> anyhow::Result<sluice_gateway::
     })
 }
 
+/// Every client connection holds two descriptors (its own and its upstream), and many
+/// environments start processes with a soft limit of 1024 under a far higher hard one:
+/// the soft limit is raised to the hard one, as a server should (the hard limit is the
+/// operator's, e.g. systemd's `LimitNOFILE`).
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, connections = limit / 2, "open files limit (two per client connection)"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
+}
+
 /// Every command but the store's: logs at info on standard error.
 async fn run(command: Command) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -434,6 +445,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::parse(&text, &path.display().to_string())?;
             // The file as applied, for comparing reloads against (it just parsed as a Config).
             let running: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
+            raise_open_files_limit();
             let gateway = Gateway::start(config).await.context("starting the gateway")?;
             serve_until_stopped(&gateway, &path, running).await;
             info!("shutting down");

@@ -298,20 +298,44 @@ impl Sums {
     }
 }
 
+/// What one instance observed of the pool in one slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Observed {
+    cluster_ms: u64,
+    partition_ms: f64,
+    storage_byte_ms: f64,
+}
+
 /// One 10 s slot of a tenant: bytes summed over every record; the pool observations
 /// summed per instance (its records tile the slot when it flushes more often than every
 /// slot) and the largest instance taken, since every instance sees the same pool.
+/// Instances are interned (`LedgerInner::instances`): a replayed ledger holds one slot
+/// per tenant and 10 s, so a slot stays a few dozen bytes.
 #[derive(Default)]
 struct Slot {
     bytes_in: u64,
     bytes_out: u64,
-    observed: HashMap<String, Sums>,
+    observed: Vec<(u32, Observed)>,
 }
 
 impl Slot {
+    fn observe(&mut self, instance: u32, o: &Observed) {
+        let entry = match self.observed.iter_mut().find(|(i, _)| *i == instance) {
+            Some((_, e)) => e,
+            None => {
+                self.observed.push((instance, Observed::default()));
+                let last = self.observed.len() - 1;
+                &mut self.observed[last].1
+            }
+        };
+        entry.cluster_ms += o.cluster_ms;
+        entry.partition_ms += o.partition_ms;
+        entry.storage_byte_ms += o.storage_byte_ms;
+    }
+
     fn sums(&self) -> Sums {
         let mut s = Sums { bytes_in: self.bytes_in, bytes_out: self.bytes_out, ..Sums::default() };
-        for o in self.observed.values() {
+        for (_, o) in &self.observed {
             s.cluster_ms = s.cluster_ms.max(o.cluster_ms);
             s.partition_ms = s.partition_ms.max(o.partition_ms);
             s.storage_byte_ms = s.storage_byte_ms.max(o.storage_byte_ms);
@@ -327,6 +351,18 @@ struct TenantLedger {
     hours: BTreeMap<u64, Sums>,
 }
 
+impl TenantLedger {
+    fn fold_before(&mut self, cutoff: u64) {
+        while let Some(entry) = self.slots.first_entry() {
+            if *entry.key() >= cutoff {
+                break;
+            }
+            let (k, slot) = entry.remove_entry();
+            self.hours.entry(k / HOUR_MS * HOUR_MS).or_default().add(&slot.sums());
+        }
+    }
+}
+
 /// Every tenant's usage as read from the ledger.
 #[derive(Default)]
 pub struct Ledger {
@@ -336,8 +372,12 @@ pub struct Ledger {
 #[derive(Default)]
 struct LedgerInner {
     tenants: HashMap<String, TenantLedger>,
-    /// Highest sequence applied per instance.
-    applied: HashMap<String, u64>,
+    /// Instance id → (its index in slots, highest sequence applied).
+    instances: HashMap<String, (u32, u64)>,
+    /// The newest record end seen, and the hour before which every tenant's slots are
+    /// folded (also those of tenants that stopped writing).
+    newest_ms: u64,
+    folded_to: u64,
     /// Ledger offset up to which records are applied (exclusive).
     position: i64,
 }
@@ -345,18 +385,19 @@ struct LedgerInner {
 impl Ledger {
     /// Applies one record; `false` for a repeat.
     pub fn apply(&self, r: &UsageRecord) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let last = inner.applied.entry(r.instance.clone()).or_insert(0);
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let next_index = u32::try_from(inner.instances.len()).unwrap_or(u32::MAX);
+        let (instance, last) = inner.instances.entry(r.instance.clone()).or_insert((next_index, 0));
         if r.seq <= *last {
             return false;
         }
         *last = r.seq;
+        let instance = *instance;
         let t = inner.tenants.entry(r.tenant.clone()).or_default();
         let existed = r.existed_ms();
         let slot = r.start_ms / SLOT_MS * SLOT_MS;
-        let observed = Sums {
-            bytes_in: 0,
-            bytes_out: 0,
+        let observed = Observed {
             cluster_ms: existed,
             partition_ms: r.partitions as f64 * existed as f64,
             storage_byte_ms: r.storage_bytes as f64 * existed as f64,
@@ -372,15 +413,17 @@ impl Ledger {
             let s = t.slots.entry(slot).or_default();
             s.bytes_in += r.bytes_in;
             s.bytes_out += r.bytes_out;
-            s.observed.entry(r.instance.clone()).or_default().add(&observed);
+            s.observe(instance, &observed);
         }
-        // Fold slots that are old enough into their hours.
-        let cutoff = r.end_ms.saturating_sub(KEEP_SLOTS_MS) / HOUR_MS * HOUR_MS;
-        let old: Vec<u64> = t.slots.range(..cutoff).map(|(k, _)| *k).collect();
-        for k in old {
-            if let Some(s) = t.slots.remove(&k) {
-                t.hours.entry(k / HOUR_MS * HOUR_MS).or_default().add(&s.sums());
+        // Slots old enough are folded into their hours, for every tenant once per hour
+        // of ledger time.
+        inner.newest_ms = inner.newest_ms.max(r.end_ms);
+        let cutoff = inner.newest_ms.saturating_sub(KEEP_SLOTS_MS) / HOUR_MS * HOUR_MS;
+        if cutoff > inner.folded_to {
+            for t in inner.tenants.values_mut() {
+                t.fold_before(cutoff);
             }
+            inner.folded_to = cutoff;
         }
         true
     }
@@ -517,6 +560,25 @@ mod tests {
             exists: true,
             exists_ms: None,
         }
+    }
+
+    #[test]
+    fn a_tenant_that_stopped_writing_is_folded_as_the_ledger_moves_on() {
+        let l = Ledger::default();
+        for i in 0..30u64 {
+            l.apply(&rec("a", i + 1, i * SLOT_MS, (i + 1) * SLOT_MS, 5, 1));
+        }
+        // Another tenant's records carry the ledger three hours on.
+        let mut later = rec("a", 31, 3 * HOUR_MS, 3 * HOUR_MS + SLOT_MS, 1, 1);
+        later.tenant = "other".into();
+        l.apply(&later);
+        let inner = l.inner.lock().unwrap();
+        let t = &inner.tenants["acme"];
+        assert!(t.slots.is_empty(), "{} slots left unfolded", t.slots.len());
+        drop(inner);
+        let u = l.report("acme", 0, HOUR_MS, HOUR_MS)[0].1;
+        assert!((u.cluster_hours * 3600.0 - 300.0).abs() < 1e-6, "{u:?}");
+        assert!((u.gb_in - 150.0 / 1e9).abs() < 1e-15, "{u:?}");
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! Latency "auth" is SaslAuthenticate sent → its response read; "total" is the
 //! handshake + authenticate (plus connect, in the `connect` variant). Gateway CPU is
 //! utime + stime from `/proc/<pid>/stat` around each measured phase.
+//!
+//! Last, `idle_connections` connections are opened (64 at a time), authenticated and
+//! sent one ApiVersions each, then held: the gateway's RSS before and while they are
+//! held gives its memory per idle authenticated connection (SPEC 11: ≤ 64 KiB with
+//! 10 000 held), its upstream connection to the pool included.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +33,9 @@ use anyhow::{bail, ensure, Context};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::{
-    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use serde::Serialize;
@@ -50,6 +56,11 @@ const SUBJECT: &str = "s";
 const TARGET_P99_US: f64 = 1000.0;
 const HANDSHAKE_VERSION: i16 = 1;
 const AUTHENTICATE_VERSION: i16 = 2;
+const API_VERSIONS_VERSION: i16 = 2;
+/// SPEC target for the gateway's memory per idle authenticated connection.
+const TARGET_IDLE_KIB: f64 = 64.0;
+/// File descriptors kept free for everything but the idle connections.
+const SPARE_FDS: u64 = 256;
 
 /// What to run; filled from the command line.
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +77,8 @@ pub struct Params {
     pub mechanisms: Vec<String>,
     /// `connect` and/or `reauth`.
     pub variants: Vec<String>,
+    /// Authenticated connections held at the end for the memory figure (0 = none).
+    pub idle_connections: usize,
     pub smoke: bool,
 }
 
@@ -137,6 +150,29 @@ pub struct Phase {
     pub syn_retransmits: Option<u64>,
 }
 
+/// The idle-connection phase: memory of the gateway while `connections` are held.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdlePhase {
+    /// Connections asked for, and the number the file-descriptor limit allowed.
+    pub requested: usize,
+    pub connections: usize,
+    /// The soft `RLIMIT_NOFILE` the gateway started with.
+    pub nofile_limit: u64,
+    /// Seconds to open and authenticate all of them.
+    pub open_s: f64,
+    pub rss_before_kib: u64,
+    pub rss_held_kib: u64,
+    /// (held − before) / connections.
+    pub kib_per_connection: f64,
+    /// The gateway's open file descriptors before and while held (two per connection:
+    /// the client's and its upstream to a pool broker).
+    pub fds_before: Option<usize>,
+    pub fds_held: Option<usize>,
+    /// Connections that still answered ApiVersions after being held.
+    pub answered_after_hold: usize,
+    pub rss_after_close_kib: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Machine {
     pub nproc: usize,
@@ -177,6 +213,8 @@ pub struct Report {
     pub gateway_memory_end: Option<Memory>,
     pub gateway_log_warnings: usize,
     pub target_p99_us: f64,
+    pub idle: Option<IdlePhase>,
+    pub target_idle_kib: f64,
 }
 
 /// Runs every phase, writes `auth.json` and `auth.md` into the out dir.
@@ -195,11 +233,29 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
     std::fs::write(&seed, seed_tenants()).with_context(|| format!("writing {}", seed.display()))?;
     let pool = setup.pool_bootstrap.clone();
     let mechanisms = params.mechanisms.join("\", \"");
+    // The gateway inherits this process's limit; each idle connection costs it two.
+    let nofile_limit = raise_nofile_limit(2 * params.idle_connections as u64 + SPARE_FDS);
+    let idle_connections = params
+        .idle_connections
+        .min((nofile_limit.saturating_sub(SPARE_FDS) / 2) as usize);
+    if idle_connections < params.idle_connections {
+        eprintln!(
+            "[auth-bench] the file descriptor limit ({nofile_limit}) allows {idle_connections} of {} idle connections",
+            params.idle_connections
+        );
+    }
     let mut gateway = Gateway::start_with_config(
         &setup.gateway_bin,
         &setup.work_dir,
         Duration::from_secs(30),
-        |base| sasl::sasl_config(base, &pool, &jwks, Some(&seed), &mechanisms, "auth-bench"),
+        // The per-source-IP connection limits would stop one load generator: this
+        // measures authentication and connection cost, not the limits.
+        |base| {
+            sasl::sasl_config(base, &pool, &jwks, Some(&seed), &mechanisms, "auth-bench").replace(
+                "[limits]\n",
+                "[limits]\nmax_connections_per_ip = 0\nconnection_rate_per_ip = 0\n",
+            )
+        },
     )
     .context("starting the gateway")?;
     eprintln!(
@@ -293,6 +349,37 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
             }
         }
     }
+    let idle = if idle_connections > 0 {
+        if time_wait_sockets() + idle_connections > 20_000 {
+            drain_time_wait();
+        }
+        let mechanism = params.mechanisms.first().cloned().unwrap_or_else(|| "PLAIN".into());
+        let spec = PhaseSpec {
+            addr: gateway.bootstrap.clone(),
+            auth_bytes: auth_bytes(&mechanism, &token)?,
+            mechanism,
+            reauth: false,
+            clients: idle_connections,
+        };
+        let mut phase = rt
+            .block_on(hold_idle(&spec, gateway.pid))
+            .context("holding idle connections")?;
+        phase.requested = params.idle_connections;
+        phase.nofile_limit = nofile_limit;
+        eprintln!(
+            "[auth-bench] idle: {} connections held, gateway RSS {} -> {} KiB = {:.1} KiB each, {} of them answered afterwards",
+            phase.connections, phase.rss_before_kib, phase.rss_held_kib, phase.kib_per_connection, phase.answered_after_hold
+        );
+        ensure!(
+            phase.answered_after_hold == phase.connections,
+            "{} of {} held connections no longer answered",
+            phase.connections - phase.answered_after_hold,
+            phase.connections
+        );
+        Some(phase)
+    } else {
+        None
+    };
     let memory_end = procfs::memory(gateway.pid).ok();
     gateway.stop();
     let connections: u64 = phases
@@ -338,6 +425,8 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
         gateway_memory_end: memory_end,
         gateway_log_warnings: warnings,
         target_p99_us: TARGET_P99_US,
+        idle,
+        target_idle_kib: TARGET_IDLE_KIB,
     };
     let json_path = setup.out_dir.join("auth.json");
     let md_path = setup.out_dir.join("auth.md");
@@ -397,6 +486,87 @@ fn drain_time_wait() {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Raises this process's `RLIMIT_NOFILE` towards `wanted` (the hard limit too, where
+/// the process may) and returns the soft limit now in force.
+fn raise_nofile_limit(wanted: u64) -> u64 {
+    use rlimit::Resource;
+    let Ok((soft, hard)) = Resource::NOFILE.get() else { return 1024 };
+    if soft >= wanted {
+        return soft;
+    }
+    if hard < wanted && Resource::NOFILE.set(wanted, wanted).is_ok() {
+        return wanted;
+    }
+    let target = wanted.min(hard);
+    match Resource::NOFILE.set(target, hard) {
+        Ok(()) => target,
+        Err(_) => soft,
+    }
+}
+
+/// Opens `spec.clients` connections (64 at a time), authenticates each and sends it
+/// one ApiVersions, holds them all, and reads the gateway's memory around that.
+async fn hold_idle(spec: &PhaseSpec, pid: u32) -> anyhow::Result<IdlePhase> {
+    const AT_ONCE: usize = 64;
+    let settle = Duration::from_secs(2);
+    tokio::time::sleep(settle).await;
+    let rss_before_kib = procfs::memory(pid)?.rss_kib;
+    let fds_before = procfs::open_fds(pid).ok();
+    let t0 = Instant::now();
+    let mut held: Vec<(Client, TcpStream)> = Vec::with_capacity(spec.clients);
+    let mut opening = tokio::task::JoinSet::new();
+    let mut next = 0usize;
+    while held.len() < spec.clients {
+        while opening.len() < AT_ONCE && next < spec.clients {
+            let mut client = Client {
+                addr: spec.addr.clone(),
+                mechanism: StrBytes::from_string(spec.mechanism.clone()),
+                auth_bytes: spec.auth_bytes.clone(),
+                client_id: StrBytes::from_string(format!("loadtest-idle-{next}")),
+                correlation: 0,
+            };
+            next += 1;
+            opening.spawn(async move {
+                let mut stream = client.connect().await?;
+                client.authenticate(&mut stream).await?;
+                client.api_versions(&mut stream).await?;
+                anyhow::Ok((client, stream))
+            });
+        }
+        let Some(opened) = opening.join_next().await else { break };
+        let opened = opened
+            .context("connection task panicked")?
+            .with_context(|| format!("opening idle connection {} of {}", held.len() + 1, spec.clients))?;
+        held.push(opened);
+    }
+    let open_s = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    let rss_held_kib = procfs::memory(pid)?.rss_kib;
+    let fds_held = procfs::open_fds(pid).ok();
+    let mut answered_after_hold = 0;
+    for (client, stream) in &mut held {
+        if client.api_versions(stream).await.is_ok() {
+            answered_after_hold += 1;
+        }
+    }
+    let connections = held.len();
+    drop(held);
+    tokio::time::sleep(settle).await;
+    Ok(IdlePhase {
+        requested: spec.clients,
+        connections,
+        nofile_limit: 0,
+        open_s,
+        rss_before_kib,
+        rss_held_kib,
+        kib_per_connection: rss_held_kib.saturating_sub(rss_before_kib) as f64 / connections.max(1) as f64,
+        fds_before,
+        fds_held,
+        answered_after_hold,
+        rss_after_close_kib: procfs::memory(pid)?.rss_kib,
+    })
 }
 
 fn secs(s: f64) -> Duration {
@@ -569,6 +739,18 @@ impl Client {
         Ok(elapsed)
     }
 
+    /// One ApiVersions round trip, answered with error 0 (what a client sends first).
+    async fn api_versions(&mut self, stream: &mut TcpStream) -> anyhow::Result<()> {
+        let request = ApiVersionsRequest::default();
+        let mut body = self
+            .round_trip(stream, ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
+            .await?;
+        let resp = ApiVersionsResponse::decode(&mut body, API_VERSIONS_VERSION)
+            .context("decoding ApiVersionsResponse")?;
+        ensure!(resp.error_code == 0, "ApiVersions failed with error {}", resp.error_code);
+        Ok(())
+    }
+
     /// Sends one request and reads its response; returns the body after the header.
     async fn round_trip<M: Encodable>(
         &mut self,
@@ -707,6 +889,40 @@ pub fn markdown(r: &Report) -> String {
             mem.hwm_kib as f64 / 1024.0
         ))
     );
+    if let Some(idle) = &r.idle {
+        // Judged on the per-connection figure once thousands are held; below the
+        // 10 000 the target names (a hard fd limit of 20 000 allows 9 9xx: two per
+        // connection) the count is said beside the verdict.
+        let judged = if idle.kib_per_connection <= r.target_idle_kib { "**met**" } else { "**missed**" };
+        let verdict = if idle.connections < 1_000 {
+            "**not judged** (too few connections)".to_string()
+        } else if idle.connections < 10_000 {
+            format!("{judged} at {} held, not 10 000", idle.connections)
+        } else {
+            judged.to_string()
+        };
+        let _ = writeln!(o, "### Idle connections\n");
+        let _ = writeln!(o, "SPEC target: gateway RSS **≤ {:.0} KiB per idle authenticated connection**, 10 000 held.\n", r.target_idle_kib);
+        let _ = writeln!(o, "| connections held | opened in s | gateway RSS before → held | KiB per connection | gateway fds before → held | answered after the hold | RSS after closing | target |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        let fds = |f: Option<usize>| f.map_or("n/a".into(), |v| v.to_string());
+        let _ = writeln!(
+            o,
+            "| {}{} | {:.1} | {:.1} → {:.1} MiB | **{:.1}** | {} → {} | {} | {:.1} MiB | {} |\n",
+            idle.connections,
+            if idle.connections < idle.requested { format!(" (of {} asked; fd limit {})", idle.requested, idle.nofile_limit) } else { String::new() },
+            idle.open_s,
+            idle.rss_before_kib as f64 / 1024.0,
+            idle.rss_held_kib as f64 / 1024.0,
+            idle.kib_per_connection,
+            fds(idle.fds_before),
+            fds(idle.fds_held),
+            idle.answered_after_hold,
+            idle.rss_after_close_kib as f64 / 1024.0,
+            verdict,
+        );
+        let _ = writeln!(o, "Each connection: TCP connect to the bootstrap port, SaslHandshake + SaslAuthenticate ({}), one ApiVersions, then nothing; 64 are opened at a time. The gateway holds an upstream connection to a pool broker for each (two file descriptors per connection). RSS is read 2 s after the last one opened; every connection is asked ApiVersions again after that to show it was still open and served.\n", r.params.mechanisms.first().map_or("PLAIN", |m| m.as_str()));
+    }
     let _ = writeln!(o, "## Machine\n\n| | |\n|---|---|");
     let _ = writeln!(o, "| CPUs (nproc) | {} |", m.nproc);
     let _ = writeln!(o, "| CPU model | {} |", m.cpu_model);

@@ -101,6 +101,14 @@ pub fn parse_status(text: &str) -> Result<Memory, ProcError> {
     })
 }
 
+/// How many file descriptors process `pid` has open.
+pub fn open_fds(pid: u32) -> Result<usize, ProcError> {
+    let path = format!("/proc/{pid}/fd");
+    std::fs::read_dir(&path)
+        .map(|entries| entries.count())
+        .map_err(|source| ProcError::Read { path, source })
+}
+
 /// Current and peak resident memory of process `pid`.
 pub fn memory(pid: u32) -> Result<Memory, ProcError> {
     parse_status(&read(format!("/proc/{pid}/status"))?)

@@ -210,7 +210,8 @@ pub async fn run_writer(store: TenantStore, access: PoolAccess, settings: UsageS
         let end = end.max(window_start);
         for t in tenants {
             let (bytes_in, bytes_out) = counters().get(&t).map(|u| u.take()).unwrap_or_default();
-            let exists = snapshot.iter().any(|(id, _)| id.as_str() == t);
+            // `lifetimes` has just seen this snapshot: known = in the store now.
+            let exists = lifetimes.known.contains_key(&t);
             let exists_ms = lifetimes.existed_ms(&t, window_start, end);
             if !exists && bytes_in == 0 && bytes_out == 0 && exists_ms.unwrap_or(0) == 0 {
                 continue;
@@ -320,14 +321,11 @@ struct Slot {
 
 impl Slot {
     fn observe(&mut self, instance: u32, o: &Observed) {
-        let entry = match self.observed.iter_mut().find(|(i, _)| *i == instance) {
-            Some((_, e)) => e,
-            None => {
-                self.observed.push((instance, Observed::default()));
-                let last = self.observed.len() - 1;
-                &mut self.observed[last].1
-            }
-        };
+        let at = self.observed.iter().position(|(i, _)| *i == instance).unwrap_or_else(|| {
+            self.observed.push((instance, Observed::default()));
+            self.observed.len() - 1
+        });
+        let entry = &mut self.observed[at].1;
         entry.cluster_ms += o.cluster_ms;
         entry.partition_ms += o.partition_ms;
         entry.storage_byte_ms += o.storage_byte_ms;

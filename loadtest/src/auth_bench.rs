@@ -361,11 +361,9 @@ pub fn run(params: &Params, setup: &Setup) -> anyhow::Result<(PathBuf, PathBuf)>
             reauth: false,
             clients: idle_connections,
         };
-        let mut phase = rt
-            .block_on(hold_idle(&spec, gateway.pid))
+        let phase = rt
+            .block_on(hold_idle(&spec, gateway.pid, params.idle_connections, nofile_limit))
             .context("holding idle connections")?;
-        phase.requested = params.idle_connections;
-        phase.nofile_limit = nofile_limit;
         eprintln!(
             "[auth-bench] idle: {} connections held, gateway RSS {} -> {} KiB = {:.1} KiB each, {} of them answered afterwards",
             phase.connections, phase.rss_before_kib, phase.rss_held_kib, phase.kib_per_connection, phase.answered_after_hold
@@ -508,7 +506,8 @@ fn raise_nofile_limit(wanted: u64) -> u64 {
 
 /// Opens `spec.clients` connections (64 at a time), authenticates each and sends it
 /// one ApiVersions, holds them all, and reads the gateway's memory around that.
-async fn hold_idle(spec: &PhaseSpec, pid: u32) -> anyhow::Result<IdlePhase> {
+/// `requested` and `nofile_limit` are only reported (the limit set `spec.clients`).
+async fn hold_idle(spec: &PhaseSpec, pid: u32, requested: usize, nofile_limit: u64) -> anyhow::Result<IdlePhase> {
     const AT_ONCE: usize = 64;
     let settle = Duration::from_secs(2);
     tokio::time::sleep(settle).await;
@@ -520,13 +519,7 @@ async fn hold_idle(spec: &PhaseSpec, pid: u32) -> anyhow::Result<IdlePhase> {
     let mut next = 0usize;
     while held.len() < spec.clients {
         while opening.len() < AT_ONCE && next < spec.clients {
-            let mut client = Client {
-                addr: spec.addr.clone(),
-                mechanism: StrBytes::from_string(spec.mechanism.clone()),
-                auth_bytes: spec.auth_bytes.clone(),
-                client_id: StrBytes::from_string(format!("loadtest-idle-{next}")),
-                correlation: 0,
-            };
+            let mut client = spec.client(format!("loadtest-idle-{next}"));
             next += 1;
             opening.spawn(async move {
                 let mut stream = client.connect().await?;
@@ -555,9 +548,9 @@ async fn hold_idle(spec: &PhaseSpec, pid: u32) -> anyhow::Result<IdlePhase> {
     drop(held);
     tokio::time::sleep(settle).await;
     Ok(IdlePhase {
-        requested: spec.clients,
+        requested,
         connections,
-        nofile_limit: 0,
+        nofile_limit,
         open_s,
         rss_before_kib,
         rss_held_kib,
@@ -599,6 +592,19 @@ struct PhaseSpec {
     clients: usize,
 }
 
+impl PhaseSpec {
+    /// A client of this phase, not yet connected.
+    fn client(&self, client_id: String) -> Client {
+        Client {
+            addr: self.addr.clone(),
+            mechanism: StrBytes::from_string(self.mechanism.clone()),
+            auth_bytes: self.auth_bytes.clone(),
+            client_id: StrBytes::from_string(client_id),
+            correlation: 0,
+        }
+    }
+}
+
 /// Runs `spec.clients` clients until `duration` passes or `max_auths` authentications
 /// (all clients) are done; returns the merged auth and total latency histograms (ns).
 async fn drive(
@@ -610,13 +616,7 @@ async fn drive(
     let budget = Arc::new(AtomicU64::new(max_auths));
     let mut tasks = Vec::new();
     for id in 0..spec.clients {
-        let client = Client {
-            addr: spec.addr.clone(),
-            mechanism: StrBytes::from_string(spec.mechanism.clone()),
-            auth_bytes: spec.auth_bytes.clone(),
-            client_id: StrBytes::from_string(format!("loadtest-auth-{id}")),
-            correlation: 0,
-        };
+        let client = spec.client(format!("loadtest-auth-{id}"));
         let budget = budget.clone();
         let reauth = spec.reauth;
         tasks.push(tokio::spawn(async move {
